@@ -1,0 +1,61 @@
+"""The paper's settings (RS-Net, BraTS 2017 protocol) at full resolution.
+
+Run: python -m rsnet_jax.main --config configs/default.py --workdir runs/rsnet_flair \
+       --config.data.data_dir=/path/to/BraTS2017_Training
+"""
+
+import ml_collections
+
+
+def get_config() -> ml_collections.ConfigDict:
+  config = ml_collections.ConfigDict()
+  config.seed = 0  # parameters, data order and dropout masks all derive from it
+
+  config.model = ml_collections.ConfigDict()
+  config.model.variant = 'rsnet'  # 'rsnet' | 'rnet' (regression only) | 'snet' (segmentation only)
+  config.model.base_filters = 4  # k
+  config.model.num_levels = 4  # U-Net resolution steps
+  config.model.num_classes = 4  # background, necrotic/non-enhancing core, edema, enhancing
+  config.model.dropout_rate = 0.1
+  config.model.instance_norm_affine = False  # learnable scale/offset in instance norm
+
+  config.data = ml_collections.ConfigDict()
+  config.data.data_dir = ''  # folder of BraTS case folders; '' = synthetic cases in WORKDIR/data
+  config.data.target = 'flair'  # the missing sequence to synthesize: t1 | t1ce | t2 | flair
+  config.data.inputs = ()  # () = every modality but the target (all four for snet)
+  config.data.complementary = ''  # '' = the paper's: t1<-t1ce, t2<-flair, t1ce<-t1, flair<-t2
+  config.data.normalization = 'brats2017'  # 'brats2017' | 'brats2015' | 'none'
+  config.data.crop_shape = (184, 200, 152)  # () = whole volume (padded to 2**num_levels)
+  config.data.val_fraction = 0.2  # the paper: 228 train / 57 validation of 285
+  config.data.test_fraction = 0.0  # the paper tests on the separate BraTS validation set
+  config.data.split_seed = 0
+  config.data.skip_invalid = False  # True: leave invalid cases out (listed) instead of refusing
+  config.data.worker_count = 0  # Grain worker processes (0 = load in background threads)
+  config.data.synthetic_cases = 20  # cases generated when data_dir is ''
+  config.data.synthetic_shape = (240, 240, 155)
+  config.data.synthetic_layout = 'brats2021'
+
+  config.loss = ml_collections.ConfigDict()
+  config.loss.lambda_synthesis = 1.0  # lambda1 (eq. 4)
+  config.loss.lambda_segmentation = 0.1  # lambda2
+  config.loss.rep = 0.1  # eq. 3 (not given in the paper; 1.0 gives rare classes weights ~5000)
+  config.loss.decay_rate = 0.95  # r: per-epoch decay of the class weights towards 1 (not given)
+
+  config.optim = ml_collections.ConfigDict()
+  config.optim.learning_rate = 2e-4
+  config.optim.b1 = 0.9
+  config.optim.b2 = 0.999
+  config.optim.eps = 1e-8
+
+  config.train = ml_collections.ConfigDict()
+  config.train.batch_size = 1
+  config.train.num_epochs = 240
+  config.train.log_every_steps = 50
+  config.train.eval_every_epochs = 1
+  config.train.max_checkpoints = 3  # the latest N, plus the best by validation loss
+  config.train.predict_test_cases = False  # after training, predict the test split
+
+  config.predict = ml_collections.ConfigDict()
+  config.predict.num_mc_samples = 0  # > 0: MC dropout; writes the per-voxel variance too
+  config.predict.checkpoint = 'best'  # 'best' | 'latest'
+  return config

@@ -1,0 +1,187 @@
+"""Grain input pipeline: case folders -> preprocessed, batched network inputs.
+
+One example (numpy, channels last, on the network grid ``[D, H, W]``):
+  ``inputs [D, H, W, Cin] float32``   the acquired sequences, in ``Task.inputs`` order
+  ``complementary [D, H, W, 1]``      rsnet only: the regression block's extra input
+  ``target [D, H, W, 1]``             rnet/rsnet, when the case has the target file
+  ``labels [D, H, W] int32``          class indices, when the case has a segmentation
+  ``valid [D, H, W] float32``         1 on the input grid, 0 on padding
+  ``brain [D, H, W] float32``         1 inside the brain (non-zero in any input)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+from absl import logging
+import grain
+import ml_collections
+import numpy as np
+
+from rsnet_jax.data import layouts
+from rsnet_jax.data import nifti
+from rsnet_jax.data import preprocess
+
+# The paper's choice (Sec. III-B): T1 <- T1ce, T2 <- FLAIR, T1ce <- T1, FLAIR <- T2.
+DEFAULT_COMPLEMENTARY = {'t1': 't1ce', 't2': 'flair', 't1ce': 't1', 'flair': 't2'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """What the network reads and predicts."""
+  variant: str
+  target: str | None  # None for snet
+  inputs: tuple[str, ...]
+  complementary: str | None  # rsnet only
+  normalization: str
+  crop_shape: tuple[int, ...] | None
+  multiple: int  # 2 ** num_levels
+
+  @classmethod
+  def from_config(cls, config: ml_collections.ConfigDict) -> Task:
+    variant = config.model.variant
+    target = None if variant == 'snet' else config.data.target
+    if target is not None and target not in layouts.MODALITIES:
+      raise ValueError(f'data.target must be one of {layouts.MODALITIES}, got {target!r}')
+    inputs = tuple(config.data.inputs) or tuple(m for m in layouts.MODALITIES if m != target)
+    if target in inputs:
+      raise ValueError(f'data.inputs {inputs} must not contain the target {target!r}')
+    complementary = None
+    if variant == 'rsnet':
+      complementary = config.data.complementary or DEFAULT_COMPLEMENTARY[target]
+      if complementary not in inputs:
+        raise ValueError(f'data.complementary {complementary!r} must be one of the inputs {inputs}')
+    crop = tuple(config.data.crop_shape) or None
+    return cls(variant, target, inputs, complementary, config.data.normalization, crop,
+               2**config.model.num_levels)
+
+  def required_files(self, with_target: bool = True, with_seg: bool = True) -> tuple[str, ...]:
+    keys = list(self.inputs)
+    if with_target and self.target is not None:
+      keys.append(self.target)
+    if with_seg:
+      keys.append('seg')
+    return tuple(keys)
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseMeta:
+  """How to map network outputs back onto a case's grid."""
+  case: layouts.CaseFiles
+  shape: tuple[int, int, int]
+  affine: np.ndarray
+  starts: tuple[int, ...]
+
+
+def load_case(case: layouts.CaseFiles, task: Task) -> tuple[dict[str, np.ndarray], CaseMeta]:
+  """Reads, normalises and windows one case. Target and segmentation are included if present."""
+  raw = {}
+  affine = None
+  for key in task.inputs + tuple(k for k in (task.target, 'seg') if k in case.files):
+    raw[key], aff = nifti.load(case.path(key))
+    affine = aff if affine is None else affine
+  shape = raw[task.inputs[0]].shape
+  brain = np.zeros(shape, bool)
+  for m in task.inputs:
+    brain |= raw[m] != 0
+  starts, sizes = preprocess.window(shape, brain, task.crop_shape, task.multiple)
+  norm = {m: preprocess.normalize(raw[m], brain, task.normalization)
+          for m in raw if m != 'seg'}
+  example = {'inputs': np.stack([preprocess.extract(norm[m], starts, sizes) for m in task.inputs],
+                                -1)}
+  if task.complementary is not None:
+    example['complementary'] = example['inputs'][..., [task.inputs.index(task.complementary)]]
+  if task.target in norm:
+    example['target'] = preprocess.extract(norm[task.target], starts, sizes)[..., None]
+  if 'seg' in raw:
+    labels = layouts.LAYOUTS[case.layout].label_to_index(np.round(raw['seg']))
+    example['labels'] = preprocess.extract(labels.astype(np.int32), starts, sizes)
+  example['valid'] = preprocess.extract(np.ones(shape, np.float32), starts, sizes)
+  example['brain'] = preprocess.extract(brain.astype(np.float32), starts, sizes)
+  return example, CaseMeta(case, tuple(shape), affine, starts)
+
+
+class LoadExample(grain.transforms.Map):
+  """Grain transform: ``CaseFiles`` -> example dict (drops the metadata)."""
+
+  def __init__(self, task: Task):
+    self.task = task
+
+  def map(self, case: layouts.CaseFiles) -> dict[str, np.ndarray]:
+    return load_case(case, self.task)[0]
+
+
+def split(cases: list[layouts.CaseFiles], val_fraction: float, test_fraction: float,
+          seed: int) -> dict[str, list[layouts.CaseFiles]]:
+  """Deterministic random split into ``train``/``val``/``test`` (each non-empty fraction >= 1 case)."""
+  n = len(cases)
+  perm = np.random.default_rng(seed).permutation(n)
+
+  def count(frac):
+    return 0 if frac <= 0 else max(1, int(round(frac * n)))
+
+  n_test, n_val = count(test_fraction), count(val_fraction)
+  if n - n_test - n_val < 1:
+    raise ValueError(f'{n} cases cannot be split into val {n_val}, test {n_test} and >= 1 train')
+  pick = lambda idx: sorted((cases[i] for i in idx), key=lambda c: c.case_id)
+  return {'test': pick(perm[:n_test]), 'val': pick(perm[n_test:n_test + n_val]),
+          'train': pick(perm[n_test + n_val:])}
+
+
+def label_voxel_counts(cases: list[layouts.CaseFiles], num_classes: int) -> np.ndarray:
+  """``m_l``: voxels of each class index over the cases' segmentations, ``[C] int64``."""
+  counts = np.zeros(num_classes, np.int64)
+  for case in cases:
+    seg, _ = nifti.load(case.path('seg'))
+    idx = layouts.LAYOUTS[case.layout].label_to_index(np.round(seg))
+    counts += np.bincount(idx.ravel(), minlength=num_classes)[:num_classes]
+  return counts
+
+
+def train_dataset(cases: list[layouts.CaseFiles], task: Task, batch_size: int, num_epochs: int,
+                  seed: int) -> grain.MapDataset:
+  """The whole training stream as one random-access dataset: element ``s`` is the batch of step
+  ``s``. Each epoch is a fresh seeded permutation (grain's ``shuffle`` draws a new order per repeat),
+  so a resumed run slices ``[step:]`` and sees exactly the batches an uninterrupted run sees."""
+  return (grain.MapDataset.source(cases).shuffle(seed=seed).repeat(num_epochs)
+          .map(LoadExample(task)).batch(batch_size, drop_remainder=True))
+
+
+def to_iterator(dataset: grain.MapDataset, worker_count: int, prefetch_threads: int = 2):
+  """Iterates ``dataset`` with background threads and, if ``worker_count > 0``, worker processes."""
+  it = dataset.to_iter_dataset(grain.ReadOptions(num_threads=prefetch_threads, prefetch_buffer_size=2))
+  if worker_count > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=worker_count))
+  return iter(it)
+
+
+def dataset_cases(config: ml_collections.ConfigDict, workdir: str, task: Task,
+                  with_target: bool = True, with_seg: bool = True) -> list[layouts.CaseFiles]:
+  """The valid cases of ``config.data.data_dir`` (or of synthetic cases generated once into
+  ``WORKDIR/data`` when it is empty). Invalid cases are refused, or listed and left out when
+  ``config.data.skip_invalid``."""
+  data_dir = config.data.data_dir
+  if not data_dir:
+    from rsnet_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+    data_dir = os.path.join(workdir, 'data')
+    done = os.path.join(data_dir, '.complete')
+    if not os.path.exists(done):
+      logging.info('generating %d synthetic cases %s into %s', config.data.synthetic_cases,
+                   tuple(config.data.synthetic_shape), data_dir)
+      synthetic.generate_dataset(data_dir, config.data.synthetic_cases, config.seed,
+                                 config.data.synthetic_layout, tuple(config.data.synthetic_shape))
+      open(done, 'w').close()
+  cases = layouts.discover(data_dir)
+  valid, problems = layouts.validate_all(cases, task.required_files(with_target, with_seg),
+                                         config.data.skip_invalid)
+  for line in problems:
+    logging.warning('skipped: %s', line)
+  return valid
+
+
+def dataset_splits(config: ml_collections.ConfigDict, workdir: str,
+                   task: Task) -> dict[str, list[layouts.CaseFiles]]:
+  """``dataset_cases`` split into train/val/test by ``config.data.*_fraction`` and ``split_seed``."""
+  return split(dataset_cases(config, workdir, task), config.data.val_fraction,
+               config.data.test_fraction, config.data.split_seed)

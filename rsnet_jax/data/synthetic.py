@@ -1,0 +1,177 @@
+"""Realistic synthetic multi-contrast brain MRI cases with tumours, written in BraTS layouts.
+
+Each case is a skull-stripped head: white matter, a folded grey-matter ribbon, a CSF rim, ventricles,
+and a glioma (necrotic core, enhancing rim, surrounding edema) at a random place and size. Four
+modalities get the contrasts these tissues have in real scans (T1: WM > GM > CSF, tumour dark; T1ce:
+T1 with a bright enhancing rim; T2: CSF and edema bright; FLAIR: like T2 but CSF dark), with
+per-case tissue intensities (so no modality is a fixed per-voxel function of the others), a smooth
+multiplicative bias field per modality, partial-volume blur and Rician noise. Background is 0.
+
+The field of view is always BraTS-sized (240 x 240 x 155 mm); ``shape`` sets the voxel grid, so a
+small grid means coarse voxels. Deterministic by seed.
+
+CLI: ``python -m rsnet_jax.data.synthetic --out DIR --num-cases N --seed S
+[--layout brats2021|brats2023] [--shape X,Y,Z]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import os
+
+import numpy as np
+from scipy import ndimage
+
+from rsnet_jax.data import layouts
+from rsnet_jax.data import nifti
+
+FIELD_OF_VIEW_MM = (240.0, 240.0, 155.0)
+BRATS_SHAPE = (240, 240, 155)
+
+# Tissue classes of the anatomical model (not the BraTS labels).
+BG, CSF, GM, WM, NECROSIS, EDEMA, ENHANCING = range(7)
+
+# Mean intensity of each tissue per modality, arbitrary units ~[0, 1] (BG, CSF, GM, WM, NEC, ED, ET).
+_CONTRAST = {
+    't1': (0.0, 0.22, 0.55, 0.80, 0.20, 0.45, 0.50),
+    't1ce': (0.0, 0.20, 0.55, 0.78, 0.22, 0.47, 1.00),
+    't2': (0.0, 1.00, 0.60, 0.38, 0.90, 0.82, 0.62),
+    'flair': (0.0, 0.10, 0.55, 0.40, 0.55, 0.95, 0.75),
+}
+# BraTS labels of the tumour tissues in the 2017-2021 convention (2023 maps 4 -> 3).
+_TISSUE_TO_LABEL = {NECROSIS: 1, EDEMA: 2, ENHANCING: 4}
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+  """One synthetic case: ``images[modality]: [X, Y, Z] float32``, ``seg: [X, Y, Z] uint8`` (0/1/2/4),
+  ``tissue: [X, Y, Z] uint8`` the anatomical classes (BG, CSF, GM, WM, NECROSIS, EDEMA, ENHANCING)."""
+  images: dict[str, np.ndarray]
+  seg: np.ndarray
+  tissue: np.ndarray
+  affine: np.ndarray
+
+
+def _smooth_noise(rng: np.random.Generator, shape: tuple[int, ...], sigma_vox: float) -> np.ndarray:
+  """Zero-mean, unit-std smooth random field ``[X, Y, Z]``."""
+  field = ndimage.gaussian_filter(rng.standard_normal(shape), sigma_vox, mode='wrap')
+  return (field - field.mean()) / (field.std() + 1e-8)
+
+
+def _ellipsoid_distance(grid: np.ndarray, center: np.ndarray, radii: np.ndarray) -> np.ndarray:
+  """Normalised ellipsoid radius at each voxel (1 on the surface). grid: ``[3, X, Y, Z]`` in mm."""
+  d = (grid - center[:, None, None, None]) / radii[:, None, None, None]
+  return np.sqrt((d**2).sum(0))
+
+
+def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE) -> Case:
+  """Generates one case on a ``shape`` voxel grid covering the BraTS field of view."""
+  rng = np.random.default_rng(seed)
+  shape = tuple(int(s) for s in shape)
+  spacing = np.array(FIELD_OF_VIEW_MM) / np.array(shape)
+  axes = [(np.arange(n) + 0.5) * s - f / 2 for n, s, f in zip(shape, spacing, FIELD_OF_VIEW_MM)]
+  grid = np.stack(np.meshgrid(*axes, indexing='ij'))  # [3, X, Y, Z] mm from the centre
+  noise_sigma = 12.0 / spacing.mean()  # ~12 mm correlation length
+
+  # Brain: an ellipsoid with a bumpy surface; a grey-matter ribbon folded by smooth noise.
+  brain_radii = np.array([68.0, 85.0, 60.0]) * rng.uniform(0.9, 1.05, 3)
+  brain_center = rng.normal(0, 3, 3)
+  r = _ellipsoid_distance(grid, brain_center, brain_radii)
+  r = r + 0.04 * _smooth_noise(rng, shape, noise_sigma)
+  tissue = np.full(shape, BG, np.uint8)
+  folds = 0.05 * _smooth_noise(rng, shape, noise_sigma / 3)
+  tissue[r < 1.0] = CSF
+  tissue[r < 0.96] = GM
+  tissue[r < 0.84 + folds] = WM
+  # Ventricles: two lateral ellipsoids near the centre.
+  for side in (-1, 1):
+    c = brain_center + np.array([side * 9.0, rng.normal(5, 3), rng.normal(8, 2)])
+    vr = np.array([6.0, 22.0, 9.0]) * rng.uniform(0.8, 1.3)
+    tissue[_ellipsoid_distance(grid, c, vr) < 1.0] = CSF
+
+  # Tumour: edema > enhancing rim > necrotic core, irregular, somewhere inside the white matter.
+  core_radius = rng.uniform(10.0, 22.0)
+  direction = rng.standard_normal(3)
+  offset = direction / np.linalg.norm(direction) * rng.uniform(0.15, 0.55)
+  tc = brain_center + offset * brain_radii  # inside the inner half of the brain
+  tumour_r = _ellipsoid_distance(grid, tc, core_radius * rng.uniform(0.75, 1.25, 3))
+  tumour_r = tumour_r + 0.15 * _smooth_noise(rng, shape, noise_sigma / 2)
+  inside_brain = r < 0.98
+  edema_extent = rng.uniform(1.5, 2.4)
+  tissue[(tumour_r < edema_extent) & inside_brain & (tissue != BG)] = EDEMA
+  tissue[(tumour_r < 1.0) & inside_brain] = ENHANCING
+  necrosis_frac = rng.uniform(0.0, 0.7)  # some low-grade-like cases have (almost) no necrosis
+  tissue[(tumour_r < necrosis_frac) & inside_brain] = NECROSIS
+
+  seg = np.zeros(shape, np.uint8)
+  for t, label in _TISSUE_TO_LABEL.items():
+    seg[tissue == t] = label
+
+  texture = 0.04 * _smooth_noise(rng, shape, noise_sigma / 4)  # shared anatomy texture
+  brain = tissue != BG
+  images = {}
+  for modality, contrast in _CONTRAST.items():
+    levels = np.array(contrast) * rng.uniform(0.85, 1.15, len(contrast))  # per-case contrast
+    img = levels[tissue] * (1.0 + texture)
+    img = ndimage.gaussian_filter(img, 0.6)  # partial volume
+    bias = np.exp(0.1 * _smooth_noise(rng, shape, 3 * noise_sigma))
+    img = img * bias
+    sigma = 0.02 * img[brain].mean()
+    img = np.sqrt((img + rng.normal(0, sigma, shape))**2 + rng.normal(0, sigma, shape)**2)
+    img[~brain] = 0.0
+    images[modality] = (img * rng.uniform(600, 1400)).astype(np.float32)
+
+  # BraTS volumes are stored with a diagonal LPS-like affine (x and y flipped).
+  affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
+  affine[:3, 3] = [spacing[0] * (shape[0] - 1), spacing[1] * (shape[1] - 1), 0.0]
+  return Case(images=images, seg=seg, tissue=tissue, affine=affine)
+
+
+def write_case(case: Case, case_dir: str, case_id: str, layout: str) -> None:
+  """Writes ``case`` as NIfTI files in ``layout`` (images int16, as BraTS ships them)."""
+  os.makedirs(case_dir, exist_ok=True)
+  spec = layouts.LAYOUTS[layout]
+  for modality, img in case.images.items():
+    path = os.path.join(case_dir, spec.filename(case_id, modality))
+    nifti.save(path, np.round(img).astype(np.int16), case.affine)
+  path = os.path.join(case_dir, spec.filename(case_id, 'seg'))
+  nifti.save(path, spec.labels_from_brats2021(case.seg), case.affine)
+
+
+def generate_dataset(out_dir: str, num_cases: int, seed: int, layout: str = 'brats2021',
+                     shape: tuple[int, int, int] = BRATS_SHAPE) -> list[str]:
+  """Writes ``num_cases`` cases under ``out_dir``; returns their folders. Case ``i`` uses seed
+  ``seed * 100003 + i``, so a dataset is a prefix of any larger one with the same seed."""
+  prefix = 'BraTS2021' if layout == 'brats2021' else 'BraTS-GLI'
+  dirs = []
+  for i in range(num_cases):
+    case_id = f'{prefix}_{i:05d}' if layout == 'brats2021' else f'{prefix}-{i:05d}-000'
+    case_dir = os.path.join(out_dir, case_id)
+    write_case(generate_case(seed * 100003 + i, shape), case_dir, case_id, layout)
+    dirs.append(case_dir)
+  return dirs
+
+
+def _parse_shape(text: str) -> tuple[int, int, int]:
+  parts = [int(p) for p in text.split(',')]
+  if len(parts) != 3 or min(parts) < 8:
+    raise argparse.ArgumentTypeError(f'--shape wants X,Y,Z with each >= 8, got {text!r}')
+  return tuple(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+  parser.add_argument('--out', required=True, help='output folder (created)')
+  parser.add_argument('--num-cases', type=int, default=10)
+  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument('--layout', choices=sorted(layouts.LAYOUTS), default='brats2021')
+  parser.add_argument('--shape', type=_parse_shape, default=BRATS_SHAPE,
+                      help='voxel grid X,Y,Z (default 240,240,155 = BraTS at 1 mm)')
+  args = parser.parse_args(argv)
+  for d in generate_dataset(args.out, args.num_cases, args.seed, args.layout, args.shape):
+    print(d)
+
+
+if __name__ == '__main__':
+  main()

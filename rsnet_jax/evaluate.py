@@ -1,0 +1,53 @@
+"""Per-case evaluation: PSNR/SSIM of the synthesis (brain, tumour) and BraTS Dice (WT/TC/ET)."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from rsnet_jax import metrics
+from rsnet_jax import predict
+from rsnet_jax import report
+from rsnet_jax.data import layouts
+from rsnet_jax.data import pipeline
+
+
+def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
+                   cases: list[layouts.CaseFiles], out_dir: str, name: str) -> dict:
+  """Deterministic predictions of ``cases`` scored against their files; writes ``NAME.json`` and
+  ``NAME.md`` into ``out_dir`` and returns the summary ``{metric: {'mean', 'std'}}``."""
+  fn = jax.jit(functools.partial(predict.forward, apply_fn=apply_fn, num_mc_samples=0))
+  per_case = {}
+  for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):
+    example, _ = pipeline.load_case(case, task)
+    batch = {k: v[None] for k, v in example.items() if k in ('inputs', 'complementary')}
+    out = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, batch, None))
+    brain = example['brain'] > 0
+    row = {}
+    if 'synthesis' in out and 'target' in example:
+      tumour = brain & (example['labels'] > 0) if 'labels' in example else np.zeros_like(brain)
+      row.update(metrics.synthesis_metrics(example['target'][..., 0], out['synthesis'][..., 0],
+                                           brain, tumour))
+    if 'probabilities' in out and 'labels' in example:
+      valid = example['valid'] > 0
+      pred = np.where(valid, np.argmax(out['probabilities'], -1), 0)
+      row.update({f'dice_{k}': v for k, v in metrics.brats_dice(example['labels'], pred).items()})
+    per_case[case.case_id] = row
+  return report.write_tables(per_case, out_dir, name)
+
+
+def format_summary(summary: dict) -> str:
+  return ', '.join(f'{k} {v["mean"]:.4f} +- {v["std"]:.4f}' for k, v in summary.items())
+
+
+def default_split_name(splits: dict) -> str:
+  return 'test' if splits['test'] else 'val'
+
+
+def evaluation_dir(workdir: str) -> str:
+  return os.path.join(workdir, 'evaluation')

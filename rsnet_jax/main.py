@@ -1,0 +1,120 @@
+r"""rsnet_jax entry point.
+
+  python -m rsnet_jax.main --config configs/demo.py --workdir runs/demo [--mode train]
+  python -m rsnet_jax.main --config configs/default.py --workdir W --mode evaluate
+  python -m rsnet_jax.main --config configs/default.py --workdir W --mode predict \
+      --input CASE_OR_FOLDER --output OUT
+
+Config fields are overridden on the command line, e.g. ``--config.train.num_epochs=3``.
+A user error (bad data, missing checkpoint) prints one line per problem and exits with status 2;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from absl import app
+from absl import flags
+from absl import logging
+import jax
+from ml_collections import config_flags
+
+from rsnet_jax import evaluate
+from rsnet_jax import predict
+from rsnet_jax import train
+from rsnet_jax.data import layouts
+from rsnet_jax.data import pipeline
+from rsnet_jax.errors import UserError
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'Experiment config file (get_config()).',
+                                lock_config=True)
+flags.DEFINE_string('workdir', None, 'Folder for checkpoints, logs and outputs.')
+flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict'], 'What to do.')
+flags.DEFINE_string('input', None, 'predict: a case folder or a folder of case folders.')
+flags.DEFINE_string('output', None, 'predict: output folder (default WORKDIR/predictions).')
+flags.DEFINE_bool('overwrite', False, 'predict: rewrite outputs that already exist.')
+flags.DEFINE_bool('debug', False, 'Show tracebacks for user errors.')
+flags.mark_flags_as_required(['config', 'workdir'])
+
+EXIT_USER_ERROR = 2
+
+
+def _restored_state(config, workdir, task):
+  state = train.create_train_state(config, task, jax.random.key(config.seed))
+  state, step = train.restore_params(workdir, config, state, config.predict.checkpoint)
+  print(f'restored the {config.predict.checkpoint} checkpoint: step {step}')
+  return state
+
+
+def run_evaluate(config, workdir, state, task, splits) -> None:
+  name = evaluate.default_split_name(splits)
+  out_dir = evaluate.evaluation_dir(workdir)
+  summary = evaluate.evaluate_cases(config, state.params, state.apply_fn, task, splits[name],
+                                    out_dir, name)
+  print(f'evaluation on the {name} split ({len(splits[name])} cases): '
+        f'{evaluate.format_summary(summary)}')
+  print(f'  tables: {os.path.join(out_dir, name + ".md")} and .json')
+
+
+def run_predict(config, state, task, cases, out_dir, overwrite) -> None:
+  key = jax.random.fold_in(jax.random.key(config.seed), 1)
+  written = predict.predict_cases(config, state.params, state.apply_fn, task, cases, out_dir, key,
+                                  overwrite)
+  print(f'predicted {len(cases)} case(s) into {out_dir} ({len(written)} files written)')
+  for path in written:
+    print(f'  {path}')
+
+
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  except UserError as e:
+    if FLAGS.debug:
+      raise
+    for line in e.problems:
+      print(f'rsnet_jax: error: {line}', file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def run(config, workdir: str, mode: str) -> None:
+  start = time.time()
+  os.makedirs(workdir, exist_ok=True)
+  logging.info('jax devices: %s', jax.devices())
+  task = pipeline.Task.from_config(config)
+  if mode == 'train':
+    state = train.train_and_evaluate(config, workdir)
+    splits = pipeline.dataset_splits(config, workdir, task)
+    state = _restored_state(config, workdir, task)
+    run_evaluate(config, workdir, state, task, splits)
+    if config.train.predict_test_cases and splits['test']:
+      run_predict(config, state, task, splits['test'], os.path.join(workdir, 'predictions'), True)
+    print(f'workdir {workdir}:')
+    print(f'  checkpoints   {os.path.join(workdir, "checkpoints")}')
+    print(f'  TensorBoard   tensorboard --logdir {workdir}')
+    print(f'  montages      {os.path.join(workdir, "montages")}')
+    print(f'  model summary {os.path.join(workdir, "model_summary.txt")}')
+  elif mode == 'evaluate':
+    splits = pipeline.dataset_splits(config, workdir, task)
+    run_evaluate(config, workdir, _restored_state(config, workdir, task), task, splits)
+  else:
+    if not FLAGS.input:
+      raise UserError('--mode predict needs --input (a case folder or a folder of cases)')
+    cases = layouts.discover(FLAGS.input)
+    valid, problems = layouts.validate_all(cases, task.required_files(False, False), True)
+    out_dir = FLAGS.output or os.path.join(workdir, 'predictions')
+    if valid:
+      run_predict(config, _restored_state(config, workdir, task), task, valid, out_dir,
+                  FLAGS.overwrite)
+    if problems:
+      raise UserError(problems + [f'{len(cases) - len(valid)} of {len(cases)} cases not predicted'])
+  print(f'done in {time.time() - start:.0f} s')
+
+
+if __name__ == '__main__':
+  app.run(main)

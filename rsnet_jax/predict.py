@@ -1,0 +1,91 @@
+"""Case folders -> NIfTI outputs on each input's grid and affine.
+
+Per case, in ``OUT/<case>/`` and named as the case's own layout names its files:
+  ``<case>_<target>.nii.gz``           the synthesized sequence (float32, in the network's normalised
+                                       intensity space, e.g. [0, 1] for ``brats2017``)
+  ``<case>_seg.nii.gz``                the segmentation, labels in the layout's convention
+  ``<case>_<target>_variance.nii.gz``  MC-dropout per-voxel variance (``num_mc_samples > 0``)
+So ``OUT`` is itself a BraTS folder in which the synthesized file stands in for the missing one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import zlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import tqdm
+
+from rsnet_jax.data import layouts
+from rsnet_jax.data import nifti
+from rsnet_jax.data import pipeline
+from rsnet_jax.data import preprocess
+
+Array = jax.Array
+
+
+def forward(params, batch: dict[str, Array], key: Array, *, apply_fn,
+            num_mc_samples: int) -> dict[str, Array]:
+  """Deterministic (``num_mc_samples == 0``) or MC-dropout prediction for ``batch``.
+
+  Returns ``synthesis [B, D, H, W, 1]`` (MC mean), ``synthesis_variance`` (MC only) and
+  ``probabilities [B, D, H, W, C]`` (mean softmax), for the heads the model has.
+  """
+  def once(k, train):
+    out = apply_fn({'params': params}, batch['inputs'], batch.get('complementary'), train=train,
+                   rngs={'dropout': k} if train else {})
+    if 'logits' in out:
+      out['probabilities'] = jax.nn.softmax(out.pop('logits'), axis=-1)
+    return out
+
+  if num_mc_samples == 0:
+    return once(None, False)
+  samples = jax.vmap(lambda k: once(k, True))(jax.random.split(key, num_mc_samples))
+  result = {name: jnp.mean(v, axis=0) for name, v in samples.items()}
+  if 'synthesis' in samples:
+    result['synthesis_variance'] = jnp.var(samples['synthesis'], axis=0)
+  return result
+
+
+def case_key(key: Array, case_id: str) -> Array:
+  """A case's own key: the same samples for a case whatever else is predicted with it."""
+  return jax.random.fold_in(key, zlib.crc32(case_id.encode()) & 0x7FFFFFFF)
+
+
+def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
+                  cases: list[layouts.CaseFiles], out_dir: str, key: Array,
+                  overwrite: bool = False) -> list[str]:
+  """Predicts ``cases`` into ``out_dir``; returns the paths written. A case whose outputs all
+  exist is skipped unless ``overwrite``."""
+  fn = jax.jit(functools.partial(forward, apply_fn=apply_fn,
+                                 num_mc_samples=config.predict.num_mc_samples))
+  written = []
+  for case in tqdm.tqdm(cases, desc='predict', unit='case'):
+    layout = layouts.LAYOUTS[case.layout]
+    case_dir = os.path.join(out_dir, case.case_id)
+    paths = {}
+    if task.target is not None:
+      paths['synthesis'] = os.path.join(case_dir, layout.filename(case.case_id, task.target))
+      if config.predict.num_mc_samples > 0:
+        paths['synthesis_variance'] = paths['synthesis'].replace('.nii.gz', '_variance.nii.gz')
+    if task.variant != 'rnet':
+      paths['probabilities'] = os.path.join(case_dir, layout.filename(case.case_id, 'seg'))
+    if not overwrite and all(os.path.exists(p) for p in paths.values()):
+      continue
+    example, meta = pipeline.load_case(case, task)
+    batch = {k: v[None] for k, v in example.items() if k in ('inputs', 'complementary')}
+    outputs = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, batch, case_key(key, case.case_id)))
+    desc = f'rsnet_jax {config.model.variant} k={config.model.base_filters}'
+    for name, path in paths.items():
+      if name == 'probabilities':
+        volume = layout.index_to_label(np.argmax(outputs[name], -1))
+      else:
+        volume = outputs[name][..., 0].astype(np.float32)
+      nifti.save(path, preprocess.restore(volume, meta.starts, meta.shape), meta.affine,
+                 description=f'{desc} {name}')
+      written.append(path)
+  return written

@@ -1,0 +1,98 @@
+"""Tables (Markdown, JSON) and figures (PNG via matplotlib)."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+
+_SEG_COLORS = matplotlib.colors.ListedColormap(['black', 'tab:red', 'tab:green', 'gold'])
+
+
+def _tumour_slice(example: dict[str, np.ndarray]) -> int:
+  """Axial slice with the most tumour (or the middle slice)."""
+  if 'labels' in example and (example['labels'] > 0).any():
+    return int(np.argmax((example['labels'] > 0).sum(axis=(0, 1))))
+  return example['inputs'].shape[2] // 2
+
+
+def montage(example: dict[str, np.ndarray], outputs: dict[str, np.ndarray], task, path: str,
+            title: str = '') -> None:
+  """Writes one row of axial panels: real target, synthesized, |error|, true and predicted labels.
+
+  Args:
+    example: one case from the pipeline (no batch axis).
+    outputs: the model's outputs for it (no batch axis).
+  """
+  z = _tumour_slice(example)
+  panels = []
+  if 'synthesis' in outputs:
+    synth = outputs['synthesis'][..., z, 0]
+    if 'target' in example:
+      real = example['target'][..., z, 0]
+      panels += [(f'real {task.target}', real, 'gray'), (f'synthesized {task.target}', synth, 'gray'),
+                 ('|error|', np.abs(real - synth), 'magma')]
+    else:
+      panels.append((f'synthesized {task.target}', synth, 'gray'))
+  else:
+    panels.append((task.inputs[0], example['inputs'][..., z, 0], 'gray'))
+  if 'labels' in example:
+    panels.append(('true labels', example['labels'][..., z], _SEG_COLORS))
+  if 'logits' in outputs:
+    panels.append(('predicted labels', np.argmax(outputs['logits'][..., z, :], -1), _SEG_COLORS))
+  fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
+  for ax, (name, img, cmap) in zip(np.atleast_1d(axes), panels):
+    seg = cmap is _SEG_COLORS
+    vmax = 3 if seg else (1.0 if name != '|error|' else max(float(img.max()), 1e-6))
+    ax.imshow(np.rot90(img), cmap=cmap, vmin=0, vmax=vmax, interpolation='nearest')
+    ax.set_title(name, fontsize=9)
+    ax.axis('off')
+  if title:
+    fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def read_png(path: str) -> np.ndarray:
+  """``[H, W, 3] uint8`` pixels of a PNG (for TensorBoard image summaries)."""
+  img = plt.imread(path)[..., :3]
+  return (img * 255).round().astype(np.uint8) if img.dtype != np.uint8 else img
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+  finite = [v for v in values if math.isfinite(v)]
+  if not finite:
+    return float('nan'), float('nan')
+  return float(np.mean(finite)), float(np.std(finite))
+
+
+def write_tables(per_case: dict[str, dict[str, float]], out_dir: str, name: str) -> dict:
+  """Writes ``NAME.json`` (per case and summary) and ``NAME.md`` (a row per case, then mean +- std).
+
+  Returns the summary ``{metric: {'mean', 'std'}}``.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  columns = sorted({k for row in per_case.values() for k in row})
+  summary = {}
+  for c in columns:
+    m, s = mean_std([row[c] for row in per_case.values() if c in row])
+    summary[c] = {'mean': m, 'std': s}
+  with open(os.path.join(out_dir, f'{name}.json'), 'w') as f:
+    json.dump({'per_case': per_case, 'summary': summary}, f, indent=2)
+  lines = ['| case | ' + ' | '.join(columns) + ' |', '|---' * (len(columns) + 1) + '|']
+  for case_id, row in per_case.items():
+    lines.append(f'| {case_id} | ' + ' | '.join(f'{row.get(c, float("nan")):.4f}' for c in columns)
+                 + ' |')
+  lines.append('| **mean +- std** | ' + ' | '.join(
+      f'{summary[c]["mean"]:.4f} +- {summary[c]["std"]:.4f}' for c in columns) + ' |')
+  with open(os.path.join(out_dir, f'{name}.md'), 'w') as f:
+    f.write('\n'.join(lines) + '\n')
+  return summary

@@ -1,0 +1,225 @@
+"""Training: TrainState, jitted train/eval steps, and the train-and-evaluate loop.
+
+``train_step(state, batch, key) -> (state, metrics)`` is pure: the dropout key of a step is
+``fold_in(key, state.step)`` and the class weights are those of epoch ``state.step // steps_per_epoch``,
+so a resumed run computes exactly what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Any
+
+from absl import logging
+from clu import metric_writers
+from clu import metrics as clu_metrics
+from clu import periodic_actions
+from flax.training import train_state
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from rsnet_jax import losses
+from rsnet_jax import models
+from rsnet_jax import report
+from rsnet_jax.errors import UserError
+from rsnet_jax.data import pipeline
+
+Array = jax.Array
+TrainState = train_state.TrainState
+
+
+def create_model(config: ml_collections.ConfigDict) -> models.RSNet:
+  m = config.model
+  return models.RSNet(variant=m.variant, base_filters=m.base_filters, num_levels=m.num_levels,
+                      num_classes=m.num_classes, dropout_rate=m.dropout_rate,
+                      instance_norm_affine=m.instance_norm_affine)
+
+
+def create_train_state(config: ml_collections.ConfigDict, task: pipeline.Task,
+                       key: Array) -> TrainState:
+  """Initialises parameters from ``key`` (shapes only depend on the channel counts) and Adam."""
+  model = create_model(config)
+  size = (1,) + (task.multiple,) * 3
+  inputs = jnp.zeros(size + (len(task.inputs),))
+  complementary = jnp.zeros(size + (1,)) if task.complementary else None
+  params = model.init(key, inputs, complementary)['params']
+  tx = optax.adam(config.optim.learning_rate, b1=config.optim.b1, b2=config.optim.b2,
+                  eps=config.optim.eps)
+  return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+def _loss(params, apply_fn, batch, weights, config, train, key=None):
+  rngs = {'dropout': key} if train else {}
+  outputs = apply_fn({'params': params}, batch['inputs'], batch.get('complementary'), train=train,
+                     rngs=rngs)
+  loss, parts = losses.rsnet_loss(outputs, batch.get('target'), batch['labels'], weights,
+                                  config.loss.lambda_synthesis, config.loss.lambda_segmentation,
+                                  batch['valid'])
+  return loss, (parts, outputs)
+
+
+def train_step(state: TrainState, batch: dict[str, Array], key: Array, *,
+               config: ml_collections.ConfigDict, class_ratios: Array,
+               steps_per_epoch: int) -> tuple[TrainState, dict[str, Array]]:
+  """One Adam step on ``batch`` with the decayed class weights of the current epoch."""
+  step_key = jax.random.fold_in(key, state.step)
+  epoch = state.step // steps_per_epoch
+  weights = losses.class_weights(class_ratios, config.loss.rep, config.loss.decay_rate, epoch)
+  grad_fn = jax.value_and_grad(_loss, has_aux=True)
+  (_, (parts, _)), grads = grad_fn(state.params, state.apply_fn, batch, weights, config, True,
+                                   step_key)
+  return state.apply_gradients(grads=grads), parts
+
+
+def eval_step(params: Any, batch: dict[str, Array], *, apply_fn, config: ml_collections.ConfigDict,
+              num_classes: int) -> tuple[dict[str, Array], dict[str, Array]]:
+  """Deterministic forward pass; unweighted losses (comparable across epochs) and outputs."""
+  weights = jnp.ones((num_classes,), jnp.float32)
+  _, (parts, outputs) = _loss(params, apply_fn, batch, weights, config, False)
+  return parts, outputs
+
+
+TrainMetrics = clu_metrics.Collection.create(
+    loss=clu_metrics.Average.from_output('loss'),
+    wmse=clu_metrics.Average.from_output('wmse'),
+    wcce=clu_metrics.Average.from_output('wcce'))
+
+
+def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
+  """Orbax manager in ``WORKDIR/checkpoints``: keeps the latest N and the best by val loss."""
+  policy = ocp.checkpoint_managers.preservation_policy
+  options = ocp.CheckpointManagerOptions(
+      preservation_policy=policy.AnyPreservationPolicy([
+          policy.LatestN(n=config.train.max_checkpoints),
+          policy.BestN(get_metric_fn=lambda m: m['val_loss'], reverse=True, n=1),
+      ]),
+      best_fn=lambda m: m['val_loss'],  # also makes orbax store the metrics with each step
+      best_mode='min',
+      enable_async_checkpointing=False,
+  )
+  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
+                               options=options)
+
+
+def restore_params(workdir: str, config: ml_collections.ConfigDict, state: TrainState,
+                   which: str = 'best') -> tuple[TrainState, int]:
+  """Restores the ``'best'`` (by validation loss) or ``'latest'`` checkpoint of ``workdir``."""
+  manager = checkpoint_manager(workdir, config)
+  step = manager.best_step() if which == 'best' else manager.latest_step()
+  if step is None:
+    raise UserError(f'{os.path.join(workdir, "checkpoints")}: no checkpoint to restore; train first')
+  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(state)))
+  return state['state'], step
+
+
+def write_summary(workdir: str, params: Any, config: ml_collections.ConfigDict) -> str:
+  """Prints and writes ``WORKDIR/model_summary.txt``: parameters per block and in total."""
+  counts = models.summarize(params)
+  lines = [f'{config.model.variant}: k={config.model.base_filters}, '
+           f'{config.model.num_levels} levels, {config.model.num_classes} classes']
+  lines += [f'  {name:<16s}{n:>10,d}' for name, n in counts.items() if name != 'total']
+  lines.append(f'  {"total":<16s}{counts["total"]:>10,d}')
+  text = '\n'.join(lines) + '\n'
+  with open(os.path.join(workdir, 'model_summary.txt'), 'w') as f:
+    f.write(text)
+  print(text, end='')
+  return text
+
+
+def evaluate_loss(params, apply_fn, cases, task, config) -> tuple[dict[str, float], Any]:
+  """Mean unweighted validation losses over ``cases``; also returns the first case's batch/outputs."""
+  step = jax.jit(functools.partial(eval_step, apply_fn=apply_fn, config=config,
+                                   num_classes=config.model.num_classes))
+  totals, first = {}, None
+  for example, _ in map(lambda c: pipeline.load_case(c, task), cases):
+    batch = jax.tree.map(lambda a: a[None], example)
+    parts, outputs = step(params, batch)
+    for name, value in parts.items():
+      totals[name] = totals.get(name, 0.0) + float(value) / len(cases)
+    if first is None:
+      first = (example, jax.tree.map(lambda a: np.asarray(a[0]), outputs))
+  return {f'val_{k}': v for k, v in totals.items()}, first
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
+  """Trains on the train split (resuming from WORKDIR/checkpoints), evaluating on the val split."""
+  os.makedirs(workdir, exist_ok=True)
+  task = pipeline.Task.from_config(config)
+  splits = pipeline.dataset_splits(config, workdir, task)
+  train_cases, val_cases = splits['train'], splits['val']
+  logging.info('cases: %d train, %d val, %d test', len(train_cases), len(val_cases),
+               len(splits['test']))
+
+  counts = pipeline.label_voxel_counts(train_cases, config.model.num_classes)
+  class_ratios = jnp.asarray(losses.class_frequency_ratios(counts))
+  init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
+  state = create_train_state(config, task, init_key)
+  write_summary(workdir, state.params, config)
+  with open(os.path.join(workdir, 'config.json'), 'w') as f:
+    f.write(config.to_json_best_effort(indent=2))
+
+  manager = checkpoint_manager(workdir, config)
+  start_step = 0
+  if manager.latest_step() is not None:
+    start_step = manager.latest_step()
+    state = manager.restore(start_step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(state)))['state']
+    logging.info('resumed from step %d', start_step)
+
+  batch_size = config.train.batch_size
+  steps_per_epoch = len(train_cases) // batch_size
+  if steps_per_epoch == 0:
+    raise ValueError(f'{len(train_cases)} training cases < batch size {batch_size}')
+  num_steps = steps_per_epoch * config.train.num_epochs
+  dataset = pipeline.train_dataset(train_cases, task, batch_size, config.train.num_epochs,
+                                   seed=config.seed)
+  batches = pipeline.to_iterator(dataset[start_step:], config.data.worker_count)
+  step_fn = jax.jit(functools.partial(train_step, config=config, class_ratios=class_ratios,
+                                      steps_per_epoch=steps_per_epoch), donate_argnums=0)
+
+  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  writer.write_hparams({k: v for k, v in _flatten(config.to_dict()).items()})
+  progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
+                                             every_steps=config.train.log_every_steps)
+  eval_every = steps_per_epoch * config.train.eval_every_epochs
+  train_metrics = None
+  for step in range(start_step, num_steps):
+    batch = next(batches)
+    with jax.profiler.StepTraceAnnotation('train', step_num=step):
+      state, parts = step_fn(state, batch, dropout_key)
+    update = TrainMetrics.single_from_model_output(**{k: parts.get(k, jnp.nan) for k in
+                                                       ('loss', 'wmse', 'wcce')})
+    train_metrics = update if train_metrics is None else train_metrics.merge(update)
+    progress(step + 1)
+    if (step + 1) % config.train.log_every_steps == 0 or step + 1 == num_steps:
+      writer.write_scalars(step + 1, {f'train_{k}': v for k, v in
+                                      train_metrics.compute().items()})
+      train_metrics = None
+    if (step + 1) % eval_every == 0 or step + 1 == num_steps:
+      val, first = evaluate_loss(state.params, state.apply_fn, val_cases, task, config)
+      writer.write_scalars(step + 1, val)
+      if first is not None:
+        path = os.path.join(workdir, 'montages', f'step_{step + 1:06d}.png')
+        report.montage(first[0], first[1], task, path, title=f'step {step + 1}')
+        writer.write_images(step + 1, {'val_montage': report.read_png(path)[None]})
+      manager.save(step + 1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+                   metrics=val or None)
+  manager.wait_until_finished()
+  writer.flush()
+  return state
+
+
+def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
+  out = {}
+  for k, v in d.items():
+    if isinstance(v, dict):
+      out.update(_flatten(v, f'{prefix}{k}.'))
+    else:
+      out[f'{prefix}{k}'] = v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
+  return out

@@ -1,0 +1,43 @@
+"""Shared fixtures: tiny configs and tiny synthetic datasets (CPU, seconds)."""
+
+import os
+
+os.environ.setdefault('JAX_PLATFORMS', 'cpu')
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+
+import pytest  # pylint: disable=g-import-not-at-top
+
+from configs import demo  # pylint: disable=g-import-not-at-top
+from rsnet_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+
+TINY_SHAPE = (16, 16, 16)
+
+
+def tiny_config(**overrides):
+  """The demo config shrunk to 16^3 volumes, k=2, 2 levels."""
+  config = demo.get_config()
+  config.model.base_filters = 2
+  config.model.num_levels = 2
+  config.data.synthetic_cases = 4
+  config.data.synthetic_shape = TINY_SHAPE
+  config.data.val_fraction = 0.25
+  config.data.test_fraction = 0.25
+  config.train.num_epochs = 2
+  config.train.log_every_steps = 1
+  config.train.eval_every_epochs = 1
+  config.predict.num_mc_samples = 2
+  for key, value in overrides.items():
+    node = config
+    *path, leaf = key.split('.')
+    for p in path:
+      node = node[p]
+    node[leaf] = value
+  return config
+
+
+@pytest.fixture(scope='session')
+def tiny_dataset(tmp_path_factory):
+  """Four 16^3 synthetic cases in the BraTS 2021 layout."""
+  out = tmp_path_factory.mktemp('data')
+  synthetic.generate_dataset(str(out), 4, seed=7, layout='brats2021', shape=TINY_SHAPE)
+  return str(out)

@@ -1,0 +1,78 @@
+"""The network of paper Sec. II: shapes, parameter counts, the sub-pixel upsampling, dropout keys."""
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from rsnet_jax import models
+
+
+@pytest.mark.parametrize('shape,cin,cout', [((1, 2, 2, 2), 1, 1), ((2, 4, 6, 8), 3, 5),
+                                            ((1, 3, 5, 4), 8, 4)])
+def test_subpixel_upsampling_equals_flax_conv_transpose(shape, cin, cout):
+  x = jax.random.normal(jax.random.key(0), shape + (cin,))
+  reference = nn.ConvTranspose(cout, (5, 5, 5), strides=(2, 2, 2), padding='SAME')
+  params = reference.init(jax.random.key(1), x)
+  params = jax.tree.map(lambda p: p + 0.1, params)  # non-zero bias too
+  ours = models.SubPixelConvTranspose(cout)
+  # Same parameter layout: the reference parameters load into ours unchanged.
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, params)
+  expected = reference.apply(params, x)
+  got = ours.apply(params, x)
+  assert got.shape == expected.shape == (shape[0], 2 * shape[1], 2 * shape[2], 2 * shape[3], cout)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize('variant,cin,keys', [('rsnet', 3, {'synthesis', 'logits'}),
+                                              ('rnet', 3, {'synthesis'}),
+                                              ('snet', 4, {'logits'})])
+def test_output_shapes_of_every_variant(variant, cin, keys):
+  model = models.RSNet(variant=variant, base_filters=2, num_levels=3, num_classes=4)
+  x = jnp.ones((2, 8, 16, 8, cin))
+  comp = jnp.ones((2, 8, 16, 8, 1)) if variant == 'rsnet' else None
+  variables = jax.jit(model.init)(jax.random.key(0), x, comp)
+  out = jax.jit(model.apply)(variables, x, comp)
+  assert set(out) == keys
+  if 'synthesis' in out:
+    assert out['synthesis'].shape == (2, 8, 16, 8, 1)
+  if 'logits' in out:
+    assert out['logits'].shape == (2, 8, 16, 8, 4)
+
+
+@pytest.mark.parametrize('variant,cin', [('rsnet', 3), ('rnet', 3), ('snet', 4)])
+@pytest.mark.parametrize('k,levels,classes', [(4, 4, 4), (2, 3, 5), (3, 2, 2)])
+def test_parameter_count_formula_matches_flax(variant, cin, k, levels, classes):
+  model = models.RSNet(variant=variant, base_filters=k, num_levels=levels, num_classes=classes)
+  n = 2**levels
+  comp = jnp.ones((1, n, n, n, 1)) if variant == 'rsnet' else None
+  params = jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, n, n, n, cin)), comp)['params']
+  formula = models.count_parameters(variant, cin, k, levels, classes)
+  assert models.summarize(params) == formula
+
+
+def test_paper_configuration_count():
+  # k=4, 4 steps, 3 inputs + complementary, 4 classes; the paper reports 674,455 (see README).
+  counts = models.count_parameters('rsnet', 3, 4, 4, 4)
+  assert counts['total'] == 675_953
+  assert counts['decoder3'] == 125 * 64 * 32 + 32 + 27 * 64 * 32 + 32 + 27 * 32 * 32 + 32
+  affine = models.count_parameters('rsnet', 3, 4, 4, 4, instance_norm_affine=True)
+  assert affine['total'] - counts['total'] == 2 * (8 + 16 + 32 + 64) + 2 * (64 + 32 + 16 + 8)
+
+
+def test_dropout_only_with_train_and_only_from_the_key():
+  model = models.RSNet(base_filters=2, num_levels=2, dropout_rate=0.5)
+  x = jax.random.uniform(jax.random.key(0), (1, 8, 8, 8, 3))
+  c = x[..., :1]
+  variables = model.init(jax.random.key(1), x, c)
+  a = model.apply(variables, x, c, train=True, rngs={'dropout': jax.random.key(5)})
+  b = model.apply(variables, x, c, train=True, rngs={'dropout': jax.random.key(5)})
+  other = model.apply(variables, x, c, train=True, rngs={'dropout': jax.random.key(6)})
+  np.testing.assert_array_equal(a['synthesis'], b['synthesis'])
+  assert not np.allclose(a['synthesis'], other['synthesis'])
+  d1 = model.apply(variables, x, c)
+  d2 = model.apply(variables, x, c)
+  np.testing.assert_array_equal(d1['synthesis'], d2['synthesis'])
+  with pytest.raises(Exception):  # dropout on without a key is an error, never hidden state
+    model.apply(variables, x, c, train=True)

@@ -1,0 +1,75 @@
+"""The synthetic case generator: BraTS layouts, labels, contrasts, determinism, non-trivial synthesis."""
+
+import os
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from rsnet_jax.data import layouts
+from rsnet_jax.data import synthetic
+
+SHAPE = (24, 24, 20)
+
+
+@pytest.mark.parametrize('layout,names,labels', [
+    ('brats2021', ['_t1', '_t1ce', '_t2', '_flair', '_seg'], {0, 1, 2, 4}),
+    ('brats2023', ['-t1n', '-t1c', '-t2w', '-t2f', '-seg'], {0, 1, 2, 3}),
+])
+def test_layouts_and_labels(tmp_path, layout, names, labels):
+  dirs = synthetic.generate_dataset(str(tmp_path), 2, seed=1, layout=layout, shape=SHAPE)
+  assert len(dirs) == 2
+  for d in dirs:
+    case_id = os.path.basename(d)
+    assert sorted(os.listdir(d)) == sorted(f'{case_id}{n}.nii.gz' for n in names)
+    seg = nib.load(os.path.join(d, f'{case_id}{names[-1]}.nii.gz'))
+    assert seg.shape == SHAPE
+    values = set(np.unique(np.asarray(seg.dataobj)).tolist())
+    assert values <= labels and {1, 2} <= values or {2} <= values
+    assert max(values) == max(labels)  # an enhancing rim in every case
+  cases = layouts.discover(str(tmp_path))
+  assert [c.layout for c in cases] == [layout] * 2
+  assert all(not layouts.validate(c, layouts.MODALITIES + ('seg',)) for c in cases)
+
+
+def test_deterministic_by_seed():
+  a, b = synthetic.generate_case(3, SHAPE), synthetic.generate_case(3, SHAPE)
+  c = synthetic.generate_case(4, SHAPE)
+  for m in a.images:
+    np.testing.assert_array_equal(a.images[m], b.images[m])
+  np.testing.assert_array_equal(a.seg, b.seg)
+  assert not np.array_equal(a.seg, c.seg)
+
+
+
+
+@pytest.mark.parametrize('seed', [11, 12, 13])
+def test_contrasts_are_those_of_real_sequences(seed):
+  case = synthetic.generate_case(seed, (48, 48, 40))
+  s = synthetic
+  med = {m: {t: np.median(img[case.tissue == t]) for t in range(1, 7) if (case.tissue == t).any()}
+         for m, img in case.images.items()}
+  t1, t1ce, t2, flair = med['t1'], med['t1ce'], med['t2'], med['flair']
+  assert t1[s.WM] > t1[s.GM] > t1[s.CSF]  # T1: WM > GM > CSF
+  assert t1[s.EDEMA] < t1[s.GM] and t1[s.NECROSIS] < t1[s.GM]  # tumour dark in T1
+  assert t1ce[s.ENHANCING] > max(t1ce[t] for t in (s.CSF, s.GM, s.WM, s.EDEMA))  # bright rim
+  assert t1ce[s.ENHANCING] > 1.4 * t1[s.ENHANCING] * t1ce[s.WM] / t1[s.WM]
+  assert t2[s.CSF] > t2[s.GM] > t2[s.WM] and t2[s.EDEMA] > t2[s.GM]  # T2: fluid and edema bright
+  assert flair[s.CSF] < 0.5 * flair[s.WM] and flair[s.EDEMA] > flair[s.GM]  # FLAIR: CSF dark
+  assert (case.images['t1'][case.tissue == s.BG] == 0).all()  # skull-stripped background
+
+
+def test_synthesis_is_not_a_fixed_function_of_the_other_sequences():
+  # The FLAIR/T2 intensity ratio of edema differs between cases (per-case contrasts).
+  ratios = []
+  for seed in range(4):
+    case = synthetic.generate_case(seed, SHAPE)
+    ed = case.seg == 2
+    ratios.append(np.median(case.images['flair'][ed]) / np.median(case.images['t2'][ed]))
+  assert np.std(ratios) / np.mean(ratios) > 0.05
+
+
+def test_cli_writes_cases(tmp_path):
+  synthetic.main(['--out', str(tmp_path), '--num-cases', '1', '--shape', '16,16,16',
+                  '--layout', 'brats2023'])
+  assert os.listdir(tmp_path) == ['BraTS-GLI-00000-000']

@@ -1,0 +1,92 @@
+"""Training: a step lowers the loss, the same seed gives the same parameters, checkpoints round-trip."""
+
+import functools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from rsnet_jax import losses
+from rsnet_jax import train
+from rsnet_jax.data import layouts
+from rsnet_jax.data import pipeline
+from tests.conftest import tiny_config
+
+
+def _setup(tiny_dataset, **overrides):
+  config = tiny_config(**overrides)
+  task = pipeline.Task.from_config(config)
+  cases = layouts.discover(tiny_dataset)
+  ratios = jnp.asarray(losses.class_frequency_ratios(
+      pipeline.label_voxel_counts(cases, config.model.num_classes)))
+  step = jax.jit(functools.partial(train.train_step, config=config, class_ratios=ratios,
+                                   steps_per_epoch=len(cases)))
+  return config, task, cases, step
+
+
+def _train(config, task, cases, step, num_steps):
+  state = train.create_train_state(config, task, jax.random.key(config.seed))
+  batches = pipeline.to_iterator(pipeline.train_dataset(cases, task, 1, 10, config.seed), 0)
+  history = []
+  for _ in range(num_steps):
+    state, parts = step(state, next(batches), jax.random.key(1))
+    history.append(float(parts['loss']))
+  return state, history
+
+
+def test_train_steps_lower_the_loss_on_a_tiny_case(tiny_dataset):
+  config, task, cases, step = _setup(tiny_dataset, **{'optim.learning_rate': 3e-3})
+  cases = cases[:1]
+  state = train.create_train_state(config, task, jax.random.key(0))
+  batch = jax.tree.map(lambda a: a[None], pipeline.load_case(cases[0], task)[0])
+  weights = jnp.ones(4)
+  before, _ = train._loss(state.params, state.apply_fn, batch, weights, config, False)
+  state, _ = step(state, batch, jax.random.key(1))
+  after_one, _ = train._loss(state.params, state.apply_fn, batch, weights, config, False)
+  for _ in range(29):
+    state, _ = step(state, batch, jax.random.key(1))
+  after, _ = train._loss(state.params, state.apply_fn, batch, weights, config, False)
+  assert float(after_one) < float(before)
+  assert float(after) < 0.8 * float(before), (float(before), float(after))
+
+
+def test_same_seed_gives_identical_parameters(tiny_dataset):
+  config, task, cases, step = _setup(tiny_dataset)
+  a, _ = _train(config, task, cases, step, 3)
+  b, _ = _train(config, task, cases, step, 3)
+  for x, y in zip(jax.tree.leaves(a.params), jax.tree.leaves(b.params)):
+    np.testing.assert_array_equal(x, y)
+  config.seed = 1
+  c, _ = _train(config, task, cases, step, 3)
+  assert any(not np.array_equal(x, y) for x, y in
+             zip(jax.tree.leaves(a.params), jax.tree.leaves(c.params)))
+
+
+def test_checkpoint_round_trip(tiny_dataset, tmp_path):
+  config, task, cases, step = _setup(tiny_dataset)
+  state, _ = _train(config, task, cases, step, 2)
+  manager = train.checkpoint_manager(str(tmp_path), config)
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+               metrics={'val_loss': 0.5})
+  manager.wait_until_finished()
+  template = train.create_train_state(config, task, jax.random.key(99))
+  restored, restored_step = train.restore_params(str(tmp_path), config, template, 'best')
+  assert restored_step == 2 and int(restored.step) == 2
+  for x, y in zip(jax.tree.leaves((state.params, state.opt_state)),
+                  jax.tree.leaves((restored.params, restored.opt_state))):
+    np.testing.assert_array_equal(x, y)
+
+
+def test_best_checkpoint_is_lowest_validation_loss(tiny_dataset, tmp_path):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  config, task, _, _ = _setup(tiny_dataset, **{'train.max_checkpoints': 1})
+  state = train.create_train_state(config, task, jax.random.key(0))
+  manager = train.checkpoint_manager(str(tmp_path), config)
+  for s, loss in [(1, 0.9), (2, 0.2), (3, 0.5), (4, 0.7)]:
+    manager.save(s, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
+                 metrics={'val_loss': loss})
+  manager.wait_until_finished()
+  assert sorted(manager.all_steps()) == [2, 4]  # the best and the latest are kept
+  assert train.restore_params(str(tmp_path), config, state, 'best')[1] == 2
+  assert train.restore_params(str(tmp_path), config, state, 'latest')[1] == 4
