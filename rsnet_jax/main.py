@@ -12,6 +12,7 @@ A user error (bad data, missing checkpoint) prints one line per problem and exit
 
 from __future__ import annotations
 
+import logging as std_logging
 import os
 import sys
 import time
@@ -69,9 +70,17 @@ def run_predict(config, state, task, cases, out_dir, overwrite) -> None:
     print(f'  {path}')
 
 
+def _quiet_library_info(record) -> bool:
+  """Keeps Orbax's and Grain's INFO chatter out of the console (their warnings stay)."""
+  return record.levelno >= std_logging.WARNING or not any(
+      f'/{lib}/' in record.pathname for lib in ('orbax', 'grain'))
+
+
 def main(argv) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not FLAGS.debug:
+    logging.get_absl_handler().addFilter(_quiet_library_info)
   try:
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except UserError as e:

@@ -52,6 +52,12 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   variance = nib.load(out / f'{case_id}_flair_variance.nii.gz').get_fdata()
   assert (variance >= 0).all() and variance.max() > 0
 
+  # Training again with more epochs resumes from the latest checkpoint (2 train cases x 2 epochs).
+  result = _main(workdir, '--config.train.num_epochs=3')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'resumed from step 4' in result.stderr
+  assert '6' in os.listdir(workdir / 'checkpoints')
+
   # Evaluate mode restores the best checkpoint and rewrites the tables.
   result = _main(workdir, '--mode=evaluate')
   assert result.returncode == 0, result.stderr[-3000:]

@@ -73,3 +73,16 @@ def test_split_is_deterministic_and_disjoint(tiny_dataset):
   ids = [c.case_id for part in a.values() for c in part]
   assert sorted(ids) == sorted(c.case_id for c in cases)
   assert [len(a[k]) for k in ('train', 'val', 'test')] == [2, 1, 1]
+
+
+def test_worker_processes_give_the_same_batches(tiny_dataset):
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  flags.FLAGS.mark_as_parsed()  # Grain's worker processes read absl flags
+  cases = layouts.discover(tiny_dataset)
+  task = pipeline.Task.from_config(tiny_config())
+  ds = pipeline.train_dataset(cases, task, 2, 2, seed=3)
+  threads = [b['inputs'] for b in pipeline.to_iterator(ds, 0)]
+  workers = [b['inputs'] for b in pipeline.to_iterator(ds, 2)]
+  assert len(threads) == len(workers) == 4
+  for a, b in zip(threads, workers):
+    np.testing.assert_array_equal(a, b)
