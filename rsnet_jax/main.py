@@ -97,13 +97,14 @@ def run(config, workdir: str, mode: str) -> None:
   logging.info('jax devices: %s', jax.devices())
   task = pipeline.Task.from_config(config)
   if mode == 'train':
-    state = train.train_and_evaluate(config, workdir)
     splits = pipeline.dataset_splits(config, workdir, task)
+    train.train_and_evaluate(config, workdir, splits)
     state = _restored_state(config, workdir, task)
     run_evaluate(config, workdir, state, task, splits)
     if config.train.predict_test_cases and splits['test']:
       run_predict(config, state, task, splits['test'], os.path.join(workdir, 'predictions'), True)
     print(f'workdir {workdir}:')
+    print(f'  cases         {config.data.data_dir or os.path.join(workdir, "data")}')
     print(f'  checkpoints   {os.path.join(workdir, "checkpoints")}')
     print(f'  TensorBoard   tensorboard --logdir {workdir}')
     print(f'  montages      {os.path.join(workdir, "montages")}')

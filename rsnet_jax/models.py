@@ -67,7 +67,7 @@ class SubPixelConvTranspose(nn.Module):
   """
 
   features: int
-  kernel_init: Any = nn.initializers.he_normal()
+  kernel_init: Any = nn.initializers.lecun_normal()
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -85,12 +85,8 @@ class SubPixelConvTranspose(nn.Module):
     return depth_to_space(y, self.features) + bias
 
 
-# He initialisation: every conv but the heads' last is followed by a ReLU.
-_INIT = nn.initializers.he_normal()
-
-
 def _conv3(features: int, name: str | None = None) -> nn.Conv:
-  return nn.Conv(features, (3, 3, 3), padding='SAME', kernel_init=_INIT, name=name)
+  return nn.Conv(features, (3, 3, 3), padding='SAME', name=name)
 
 
 class UNet3D(nn.Module):
@@ -139,8 +135,8 @@ class Head(nn.Module):
   def __call__(self, x: Array) -> Array:
     k = self.base_filters
     x = nn.relu(_conv3(4 * k)(x))
-    x = nn.relu(nn.Conv(2 * k, (1, 1, 1), kernel_init=_INIT)(x))
-    x = nn.relu(nn.Conv(k, (1, 1, 1), kernel_init=_INIT)(x))
+    x = nn.relu(nn.Conv(2 * k, (1, 1, 1))(x))
+    x = nn.relu(nn.Conv(k, (1, 1, 1))(x))
     return nn.Conv(self.out_features, (1, 1, 1))(x)
 
 
@@ -242,5 +238,14 @@ def summarize(params: Any) -> dict[str, int]:
     out[block] = out.get(block, 0) + int(leaf.size)
 
   jax.tree_util.tree_map_with_path(add, params)
+
+  def network_order(block: str) -> tuple[int, int]:  # start, encoders up, decoders down, heads
+    if block.startswith('encoder'):
+      return 1, int(block[7:])
+    if block.startswith('decoder'):
+      return 2, -int(block[7:])
+    return {'start': 0, 'regression': 3}.get(block, 4), 0
+
+  out = {b: out[b] for b in sorted(out, key=network_order)}
   out['total'] = sum(out.values())
   return out

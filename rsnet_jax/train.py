@@ -147,11 +147,15 @@ def evaluate_loss(params, apply_fn, cases, task, config) -> tuple[dict[str, floa
   return {f'val_{k}': v for k, v in totals.items()}, first
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> TrainState:
-  """Trains on the train split (resuming from WORKDIR/checkpoints), evaluating on the val split."""
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
+                       splits: dict[str, list] | None = None) -> TrainState:
+  """Trains on the train split (resuming from WORKDIR/checkpoints), evaluating on the val split.
+
+  ``splits`` (from `pipeline.dataset_splits`) is computed from the config when not given.
+  """
   os.makedirs(workdir, exist_ok=True)
   task = pipeline.Task.from_config(config)
-  splits = pipeline.dataset_splits(config, workdir, task)
+  splits = splits or pipeline.dataset_splits(config, workdir, task)
   train_cases, val_cases = splits['train'], splits['val']
   logging.info('cases: %d train, %d val, %d test', len(train_cases), len(val_cases),
                len(splits['test']))
