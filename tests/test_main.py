@@ -12,7 +12,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--config.model.base_filters=2', '--config.model.num_levels=2',
-        '--config.data.synthetic_cases=4', '--config.data.synthetic_shape=(16,16,16)',
+        '--config.data.synthetic_cases=4', '--config.data.synthetic_shape=(18,16,13)',
         '--config.data.val_fraction=0.25', '--config.data.test_fraction=0.25',
         '--config.train.num_epochs=2', '--config.train.log_every_steps=1',
         '--config.train.eval_every_epochs=1', '--config.predict.num_mc_samples=2']
@@ -30,7 +30,8 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   workdir = tmp_path / 'run'
   result = _main(workdir)
   assert result.returncode == 0, result.stderr[-3000:]
-  # Checkpoints, TensorBoard logs, summary, montages, evaluation tables and predictions.
+  # Checkpoints, TensorBoard logs, summary, montages, evaluation tables and predictions (the
+  # 18x16x13 volumes run padded to 20x16x16 and come back on their own grid).
   assert os.listdir(workdir / 'checkpoints')
   assert any(n.startswith('events.out.tfevents') for n in os.listdir(workdir))
   assert 'total' in (workdir / 'model_summary.txt').read_text()
@@ -45,7 +46,7 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   for name in (f'{case_id}_flair.nii.gz', f'{case_id}_seg.nii.gz',
                f'{case_id}_flair_variance.nii.gz'):
     img = nib.load(out / name)
-    assert img.shape == source.shape
+    assert img.shape == source.shape == (18, 16, 13)
     np.testing.assert_allclose(img.affine, source.affine)
   seg = np.asarray(nib.load(out / f'{case_id}_seg.nii.gz').dataobj)
   assert set(np.unique(seg)) <= {0, 1, 2, 4}
