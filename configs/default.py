@@ -57,5 +57,6 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.predict = ml_collections.ConfigDict()
   config.predict.num_mc_samples = 0  # > 0: MC dropout; writes the per-voxel variance too
+  config.predict.mc_chunk_size = 0  # MC samples computed together (0 = all); bounds memory
   config.predict.checkpoint = 'best'  # 'best' | 'latest'
   return config

@@ -5,6 +5,8 @@ Per case, in ``OUT/<case>/`` and named as the case's own layout names its files:
                                        intensity space, e.g. [0, 1] for ``brats2017``)
   ``<case>_seg.nii.gz``                the segmentation, labels in the layout's convention
   ``<case>_<target>_variance.nii.gz``  MC-dropout per-voxel variance (``num_mc_samples > 0``)
+  ``<case>_seg_entropy.nii.gz``,       MC-dropout predictive entropy and mutual information (BALD)
+  ``<case>_seg_mutual_information.nii.gz``  of the segmentation, in nats (``num_mc_samples > 0``)
 So ``OUT`` is itself a BraTS folder in which the synthesized file stands in for the missing one.
 """
 
@@ -23,17 +25,19 @@ import tqdm
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import pipeline
+from rsnet_jax import uncertainty
 from rsnet_jax.data import preprocess
 
 Array = jax.Array
 
 
-def forward(params, batch: dict[str, Array], key: Array, *, apply_fn,
-            num_mc_samples: int) -> dict[str, Array]:
+def forward(params, batch: dict[str, Array], key: Array, *, apply_fn, num_mc_samples: int,
+            mc_chunk_size: int | None = None) -> dict[str, Array]:
   """Deterministic (``num_mc_samples == 0``) or MC-dropout prediction for ``batch``.
 
-  Returns ``synthesis [B, D, H, W, 1]`` (MC mean), ``synthesis_variance`` (MC only) and
-  ``probabilities [B, D, H, W, C]`` (mean softmax), for the heads the model has.
+  Returns, for the heads the model has: ``synthesis [B, D, H, W, 1]`` (the MC mean),
+  ``probabilities [B, D, H, W, C]`` (mean softmax) and, with MC dropout, ``synthesis_variance``
+  ``[B, D, H, W, 1]``, ``entropy`` and ``mutual_information`` ``[B, D, H, W]`` (nats).
   """
   def once(k, train):
     out = apply_fn({'params': params}, batch['inputs'], batch.get('complementary'), train=train,
@@ -44,10 +48,21 @@ def forward(params, batch: dict[str, Array], key: Array, *, apply_fn,
 
   if num_mc_samples == 0:
     return once(None, False)
-  samples = jax.vmap(lambda k: once(k, True))(jax.random.split(key, num_mc_samples))
-  result = {name: jnp.mean(v, axis=0) for name, v in samples.items()}
-  if 'synthesis' in samples:
-    result['synthesis_variance'] = jnp.var(samples['synthesis'], axis=0)
+
+  def sample(k):
+    out = once(k, True)
+    if 'probabilities' in out:
+      out['sample_entropy'] = uncertainty.entropy(out['probabilities'])
+    return out
+
+  stats = uncertainty.mc_dropout(sample, key, num_mc_samples, mc_chunk_size,
+                                 variance_of=('synthesis',))
+  result = dict(stats['mean'])
+  if 'synthesis' in result:
+    result['synthesis_variance'] = stats['variance']['synthesis']
+  if 'probabilities' in result:
+    result.update(uncertainty.segmentation_uncertainty(result['probabilities'],
+                                                       result.pop('sample_entropy')))
   return result
 
 
@@ -62,7 +77,8 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
   """Predicts ``cases`` into ``out_dir``; returns the paths written. A case whose outputs all
   exist is skipped unless ``overwrite``."""
   fn = jax.jit(functools.partial(forward, apply_fn=apply_fn,
-                                 num_mc_samples=config.predict.num_mc_samples))
+                                 num_mc_samples=config.predict.num_mc_samples,
+                                 mc_chunk_size=config.predict.mc_chunk_size or None))
   written = []
   for case in tqdm.tqdm(cases, desc='predict', unit='case'):
     layout = layouts.LAYOUTS[case.layout]
@@ -74,6 +90,9 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
         paths['synthesis_variance'] = paths['synthesis'].replace('.nii.gz', '_variance.nii.gz')
     if task.variant != 'rnet':
       paths['probabilities'] = os.path.join(case_dir, layout.filename(case.case_id, 'seg'))
+      if config.predict.num_mc_samples > 0:
+        for name in ('entropy', 'mutual_information'):
+          paths[name] = paths['probabilities'].replace('.nii.gz', f'_{name}.nii.gz')
     if not overwrite and all(os.path.exists(p) for p in paths.values()):
       continue
     example, meta = pipeline.load_case(case, task)
@@ -84,7 +103,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
       if name == 'probabilities':
         volume = layout.index_to_label(np.argmax(outputs[name], -1))
       else:
-        volume = outputs[name][..., 0].astype(np.float32)
+        volume = outputs[name].reshape(outputs[name].shape[:3]).astype(np.float32)
       nifti.save(path, preprocess.restore(volume, meta.starts, meta.shape), meta.affine,
                  description=f'{desc} {name}')
       written.append(path)

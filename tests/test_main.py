@@ -44,7 +44,8 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   out = workdir / 'predictions' / case_id
   source = nib.load(workdir / 'data' / case_id / f'{case_id}_t1.nii.gz')
   for name in (f'{case_id}_flair.nii.gz', f'{case_id}_seg.nii.gz',
-               f'{case_id}_flair_variance.nii.gz'):
+               f'{case_id}_flair_variance.nii.gz', f'{case_id}_seg_entropy.nii.gz',
+               f'{case_id}_seg_mutual_information.nii.gz'):
     img = nib.load(out / name)
     assert img.shape == source.shape == (18, 16, 13)
     np.testing.assert_allclose(img.affine, source.affine)
