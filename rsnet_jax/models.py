@@ -97,29 +97,46 @@ class UNet3D(nn.Module):
   dropout_rate: float = 0.1
   instance_norm_affine: bool = False
 
-  def _norm_drop(self, x: Array, train: bool, block: str) -> Array:
-    x = nn.InstanceNorm(use_scale=self.instance_norm_affine, use_bias=self.instance_norm_affine,
-                        name=f'{block}_norm')(x)
-    return nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+  def _norm(self, x: Array, block: str) -> Array:
+    return nn.InstanceNorm(use_scale=self.instance_norm_affine,
+                           use_bias=self.instance_norm_affine, name=f'{block}_norm')(x)
+
+  def _drop(self, x: Array, train: bool, block: str) -> Array:
+    return nn.Dropout(self.dropout_rate, deterministic=not train, name=f'{block}_dropout')(x)
+
+  def _encoder_step(self, x: Array, n: int) -> Array:
+    f = self.base_filters * 2**n
+    x = nn.relu(_conv3(f, f'encoder{n}_conv0')(x))
+    x = nn.relu(_conv3(f, f'encoder{n}_conv1')(x))
+    return self._norm(nn.max_pool(x, (2, 2, 2), strides=(2, 2, 2)), f'encoder{n}')
 
   @nn.compact
-  def __call__(self, x: Array, train: bool = False) -> Array:
-    k = self.base_filters
-    x = nn.relu(_conv3(k, 'start_conv0')(x))
-    x = nn.relu(_conv3(k, 'start_conv1')(x))
-    skips = [x]  # skips[n]: encoder output at resolution 1 / 2**n
-    for n in range(1, self.num_levels + 1):
-      f = k * 2**n
-      x = nn.relu(_conv3(f, f'encoder{n}_conv0')(x))
-      x = nn.relu(_conv3(f, f'encoder{n}_conv1')(x))
-      x = nn.max_pool(x, (2, 2, 2), strides=(2, 2, 2))
-      x = self._norm_drop(x, train, f'encoder{n}')
+  def __call__(self, x: Array, train: bool = False, prefix: tuple[Array, Array] | None = None,
+               prefix_only: bool = False):
+    """``x: [B, D, H, W, Cin] -> [B, D, H, W, k]``.
+
+    The layers before the first dropout are deterministic: ``prefix_only=True`` returns their
+    outputs (the start block's ``[B, D, H, W, k]`` and encoder step 1's, before its dropout), and
+    ``prefix=`` takes them instead of recomputing them, so MC-dropout samples can share them.
+    """
+    if prefix is None:
+      k = self.base_filters
+      start = nn.relu(_conv3(k, 'start_conv0')(x))
+      start = nn.relu(_conv3(k, 'start_conv1')(start))
+      prefix = (start, self._encoder_step(start, 1))
+    if prefix_only:
+      return prefix
+    start, x = prefix
+    x = self._drop(x, train, 'encoder1')
+    skips = [start, x]  # skips[n]: encoder output at resolution 1 / 2**n
+    for n in range(2, self.num_levels + 1):
+      x = self._drop(self._encoder_step(x, n), train, f'encoder{n}')
       skips.append(x)
     for n in reversed(range(self.num_levels)):
-      f = k * 2**n
+      f = self.base_filters * 2**n
       x = nn.relu(SubPixelConvTranspose(f, name=f'decoder{n}_upsample')(x))
       x = jnp.concatenate([x, skips[n]], axis=-1)
-      x = self._norm_drop(x, train, f'decoder{n}')
+      x = self._drop(self._norm(x, f'decoder{n}'), train, f'decoder{n}')
       x = nn.relu(_conv3(f, f'decoder{n}_conv0')(x))
       x = nn.relu(_conv3(f, f'decoder{n}_conv1')(x))
     return x
@@ -167,19 +184,25 @@ class RSNet(nn.Module):
     if self.variant != 'rnet':
       self.segmentation = Head(self.base_filters, self.num_classes)
 
-  def __call__(self, inputs: Array, complementary: Array | None = None,
-               train: bool = False) -> dict[str, Array]:
+  def prefix(self, inputs: Array) -> tuple[Array, Array]:
+    """The deterministic layers before the first dropout (see `UNet3D`); pass the result as
+    ``prefix=`` to skip them, e.g. once for all MC-dropout samples."""
+    return self.unet(inputs, prefix_only=True)
+
+  def __call__(self, inputs: Array, complementary: Array | None = None, train: bool = False,
+               prefix: tuple[Array, Array] | None = None) -> dict[str, Array]:
     """Forward pass.
 
     Args:
       inputs: ``[B, D, H, W, Cin]`` the acquired sequences.
       complementary: ``[B, D, H, W, 1]``, required for ``'rsnet'`` only.
       train: dropout on (needs ``rngs={'dropout': key}``).
+      prefix: ``self.prefix(inputs)``, computed once elsewhere (optional).
 
     Returns:
       ``{'synthesis': [B, D, H, W, 1]}`` and/or ``{'logits': [B, D, H, W, num_classes]}``.
     """
-    features = self.unet(inputs, train)
+    features = self.unet(inputs, train, prefix=prefix)
     out = {}
     if self.variant == 'rsnet':
       if complementary is None:

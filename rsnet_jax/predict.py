@@ -32,16 +32,18 @@ Array = jax.Array
 
 
 def forward(params, batch: dict[str, Array], key: Array, *, apply_fn, num_mc_samples: int,
-            mc_chunk_size: int | None = None) -> dict[str, Array]:
+            mc_chunk_size: int | None = None, share_prefix: bool = True) -> dict[str, Array]:
   """Deterministic (``num_mc_samples == 0``) or MC-dropout prediction for ``batch``.
+
+  With ``share_prefix`` the layers before the first dropout run once for all MC samples.
 
   Returns, for the heads the model has: ``synthesis [B, D, H, W, 1]`` (the MC mean),
   ``probabilities [B, D, H, W, C]`` (mean softmax) and, with MC dropout, ``synthesis_variance``
   ``[B, D, H, W, 1]``, ``entropy`` and ``mutual_information`` ``[B, D, H, W]`` (nats).
   """
-  def once(k, train):
+  def once(k, train, prefix=None):
     out = apply_fn({'params': params}, batch['inputs'], batch.get('complementary'), train=train,
-                   rngs={'dropout': k} if train else {})
+                   rngs={'dropout': k} if train else {}, prefix=prefix)
     if 'logits' in out:
       out['probabilities'] = jax.nn.softmax(out.pop('logits'), axis=-1)
     return out
@@ -49,8 +51,11 @@ def forward(params, batch: dict[str, Array], key: Array, *, apply_fn, num_mc_sam
   if num_mc_samples == 0:
     return once(None, False)
 
+  prefix = (apply_fn({'params': params}, batch['inputs'], method='prefix') if share_prefix
+            else None)
+
   def sample(k):
-    out = once(k, True)
+    out = once(k, True, prefix)
     if 'probabilities' in out:
       out['sample_entropy'] = uncertainty.entropy(out['probabilities'])
     return out

@@ -76,3 +76,17 @@ def test_entropy_and_mutual_information_by_hand():
   np.testing.assert_allclose(out['mutual_information'], np.log(2), rtol=1e-6)
   agree = uncertainty.segmentation_uncertainty(jnp.array([0.5, 0.5]), jnp.log(2.0))
   np.testing.assert_allclose(agree['mutual_information'], 0.0, atol=1e-6)
+
+
+def test_shared_prefix_equals_recomputing_it():
+  model = models.RSNet(base_filters=2, num_levels=2, dropout_rate=0.3)
+  x = jax.random.uniform(jax.random.key(0), (1, 8, 8, 8, 3))
+  batch = {'inputs': x, 'complementary': x[..., :1]}
+  params = jax.jit(model.init)(jax.random.key(1), x, x[..., :1])['params']
+  run = lambda share: jax.jit(functools.partial(
+      predict.forward, apply_fn=model.apply, num_mc_samples=4, mc_chunk_size=2,
+      share_prefix=share))(params, batch, jax.random.key(2))
+  shared, naive = run(True), run(False)
+  assert set(shared) == set(naive)
+  for name in shared:
+    np.testing.assert_allclose(shared[name], naive[name], rtol=1e-5, atol=1e-7)
