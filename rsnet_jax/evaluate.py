@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 
 import jax
 import ml_collections
@@ -25,8 +24,8 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
   per_case = {}
   for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):
     example, _ = pipeline.load_case(case, task)
-    batch = {k: v[None] for k, v in example.items() if k in ('inputs', 'complementary')}
-    out = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, batch, None))
+    out = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, pipeline.network_inputs(example),
+                                                      None))
     brain = example['brain'] > 0
     row = {}
     if 'synthesis' in out and 'target' in example:
@@ -39,15 +38,3 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
       row.update({f'dice_{k}': v for k, v in metrics.brats_dice(example['labels'], pred).items()})
     per_case[case.case_id] = row
   return report.write_tables(per_case, out_dir, name)
-
-
-def format_summary(summary: dict) -> str:
-  return ', '.join(f'{k} {v["mean"]:.4f} +- {v["std"]:.4f}' for k, v in summary.items())
-
-
-def default_split_name(splits: dict) -> str:
-  return 'test' if splits['test'] else 'val'
-
-
-def evaluation_dir(workdir: str) -> str:
-  return os.path.join(workdir, 'evaluation')

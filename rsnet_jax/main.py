@@ -25,6 +25,7 @@ from ml_collections import config_flags
 
 from rsnet_jax import evaluate
 from rsnet_jax import predict
+from rsnet_jax import report
 from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
@@ -52,12 +53,12 @@ def _restored_state(config, workdir, task):
 
 
 def run_evaluate(config, workdir, state, task, splits) -> None:
-  name = evaluate.default_split_name(splits)
-  out_dir = evaluate.evaluation_dir(workdir)
+  name = 'test' if splits['test'] else 'val'
+  out_dir = os.path.join(workdir, 'evaluation')
   summary = evaluate.evaluate_cases(config, state.params, state.apply_fn, task, splits[name],
                                     out_dir, name)
   print(f'evaluation on the {name} split ({len(splits[name])} cases): '
-        f'{evaluate.format_summary(summary)}')
+        f'{report.format_summary(summary)}')
   print(f'  tables: {os.path.join(out_dir, name + ".md")} and .json')
 
 

@@ -17,7 +17,6 @@ import os
 import zlib
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import tqdm
@@ -101,8 +100,8 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
     if not overwrite and all(os.path.exists(p) for p in paths.values()):
       continue
     example, meta = pipeline.load_case(case, task)
-    batch = {k: v[None] for k, v in example.items() if k in ('inputs', 'complementary')}
-    outputs = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, batch, case_key(key, case.case_id)))
+    outputs = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, pipeline.network_inputs(example),
+                                                          case_key(key, case.case_id)))
     desc = f'rsnet_jax {config.model.variant} k={config.model.base_filters}'
     for name, path in paths.items():
       if name == 'probabilities':

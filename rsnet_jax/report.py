@@ -96,3 +96,8 @@ def write_tables(per_case: dict[str, dict[str, float]], out_dir: str, name: str)
   with open(os.path.join(out_dir, f'{name}.md'), 'w') as f:
     f.write('\n'.join(lines) + '\n')
   return summary
+
+
+def format_summary(summary: dict) -> str:
+  """One line: ``metric mean +- std, ...``."""
+  return ', '.join(f'{k} {v["mean"]:.4f} +- {v["std"]:.4f}' for k, v in summary.items())

@@ -102,6 +102,11 @@ def load_case(case: layouts.CaseFiles, task: Task) -> tuple[dict[str, np.ndarray
   return example, CaseMeta(case, tuple(shape), affine, starts)
 
 
+def network_inputs(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The arrays the network reads (``inputs``, ``complementary``) of one example, batch of 1."""
+  return {k: v[None] for k, v in example.items() if k in ('inputs', 'complementary')}
+
+
 class LoadExample(grain.transforms.Map):
   """Grain transform: ``CaseFiles`` -> example dict (drops the metadata)."""
 
