@@ -111,7 +111,8 @@ def restore_params(workdir: str, config: ml_collections.ConfigDict, state: Train
                    which: str = 'best') -> tuple[TrainState, int]:
   """Restores the ``'best'`` (by validation loss) or ``'latest'`` checkpoint of ``workdir``."""
   manager = checkpoint_manager(workdir, config)
-  step = manager.best_step() if which == 'best' else manager.latest_step()
+  step = manager.best_step() if which == 'best' else None
+  step = manager.latest_step() if step is None else step  # no validation metrics: the latest
   if step is None:
     raise UserError(f'{os.path.join(workdir, "checkpoints")}: no checkpoint to restore; train first')
   state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(state)))
@@ -179,7 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   batch_size = config.train.batch_size
   steps_per_epoch = len(train_cases) // batch_size
   if steps_per_epoch == 0:
-    raise ValueError(f'{len(train_cases)} training cases < batch size {batch_size}')
+    raise UserError(f'{len(train_cases)} training cases < train.batch_size {batch_size}')
   num_steps = steps_per_epoch * config.train.num_epochs
   dataset = pipeline.train_dataset(train_cases, task, batch_size, config.train.num_epochs,
                                    seed=config.seed)
@@ -188,7 +189,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                       steps_per_epoch=steps_per_epoch), donate_argnums=0)
 
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  writer.write_hparams({k: v for k, v in _flatten(config.to_dict()).items()})
+  writer.write_hparams(_flatten(config.to_dict()))
   progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                              every_steps=config.train.log_every_steps)
   eval_every = steps_per_epoch * config.train.eval_every_epochs

@@ -86,3 +86,11 @@ def test_worker_processes_give_the_same_batches(tiny_dataset):
   assert len(threads) == len(workers) == 4
   for a, b in zip(threads, workers):
     np.testing.assert_array_equal(a, b)
+
+
+def test_bad_task_config_is_a_user_error():
+  from rsnet_jax.errors import UserError  # pylint: disable=g-import-not-at-top
+  with pytest.raises(UserError, match="data.target must be one of"):
+    pipeline.Task.from_config(tiny_config(**{'data.target': 'pd'}))
+  with pytest.raises(UserError, match="data.complementary 'flair' must be one of the inputs"):
+    pipeline.Task.from_config(tiny_config(**{'data.complementary': 'flair'}))

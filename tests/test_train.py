@@ -90,3 +90,14 @@ def test_best_checkpoint_is_lowest_validation_loss(tiny_dataset, tmp_path):
   assert sorted(manager.all_steps()) == [2, 4]  # the best and the latest are kept
   assert train.restore_params(str(tmp_path), config, state, 'best')[1] == 2
   assert train.restore_params(str(tmp_path), config, state, 'latest')[1] == 4
+
+
+def test_best_falls_back_to_latest_without_validation(tiny_dataset, tmp_path):
+  import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
+  config, task, _, _ = _setup(tiny_dataset)
+  state = train.create_train_state(config, task, jax.random.key(0))
+  manager = train.checkpoint_manager(str(tmp_path), config)
+  for s in (1, 2):
+    manager.save(s, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+  manager.wait_until_finished()
+  assert train.restore_params(str(tmp_path), config, state, 'best')[1] == 2

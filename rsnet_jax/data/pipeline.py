@@ -22,6 +22,7 @@ import numpy as np
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import preprocess
+from rsnet_jax.errors import UserError
 
 # The paper's choice (Sec. III-B): T1 <- T1ce, T2 <- FLAIR, T1ce <- T1, FLAIR <- T2.
 DEFAULT_COMPLEMENTARY = {'t1': 't1ce', 't2': 'flair', 't1ce': 't1', 'flair': 't2'}
@@ -43,15 +44,15 @@ class Task:
     variant = config.model.variant
     target = None if variant == 'snet' else config.data.target
     if target is not None and target not in layouts.MODALITIES:
-      raise ValueError(f'data.target must be one of {layouts.MODALITIES}, got {target!r}')
+      raise UserError(f'data.target must be one of {layouts.MODALITIES}, got {target!r}')
     inputs = tuple(config.data.inputs) or tuple(m for m in layouts.MODALITIES if m != target)
     if target in inputs:
-      raise ValueError(f'data.inputs {inputs} must not contain the target {target!r}')
+      raise UserError(f'data.inputs {inputs} must not contain the target {target!r}')
     complementary = None
     if variant == 'rsnet':
       complementary = config.data.complementary or DEFAULT_COMPLEMENTARY[target]
       if complementary not in inputs:
-        raise ValueError(f'data.complementary {complementary!r} must be one of the inputs {inputs}')
+        raise UserError(f'data.complementary {complementary!r} must be one of the inputs {inputs}')
     crop = tuple(config.data.crop_shape) or None
     return cls(variant, target, inputs, complementary, config.data.normalization, crop,
                2**config.model.num_levels)
@@ -128,7 +129,7 @@ def split(cases: list[layouts.CaseFiles], val_fraction: float, test_fraction: fl
 
   n_test, n_val = count(test_fraction), count(val_fraction)
   if n - n_test - n_val < 1:
-    raise ValueError(f'{n} cases cannot be split into val {n_val}, test {n_test} and >= 1 train')
+    raise UserError(f'{n} cases cannot be split into val {n_val}, test {n_test} and >= 1 train')
   pick = lambda idx: sorted((cases[i] for i in idx), key=lambda c: c.case_id)
   return {'test': pick(perm[:n_test]), 'val': pick(perm[n_test:n_test + n_val]),
           'train': pick(perm[n_test + n_val:])}
