@@ -43,11 +43,19 @@ def test_same_chunking_is_bit_identical_and_variance_can_be_limited():
   assert set(a['variance']) == {'a'}
 
 
-def test_model_mc_dropout_loop_vmap_chunked_agree():
+@pytest.fixture(scope='module')
+def tiny_model():
+  """A small RS-Net with strong dropout, its parameters and one input batch."""
   model = models.RSNet(base_filters=2, num_levels=2, dropout_rate=0.3)
   x = jax.random.uniform(jax.random.key(0), (1, 8, 8, 8, 3))
   batch = {'inputs': x, 'complementary': x[..., :1]}
   params = jax.jit(model.init)(jax.random.key(1), x, x[..., :1])['params']
+  return model, params, batch
+
+
+def test_model_mc_dropout_loop_vmap_chunked_agree(tiny_model):
+  model, params, batch = tiny_model
+  x = batch['inputs']
   key = jax.random.key(2)
   runs = {c: jax.jit(functools.partial(predict.forward, apply_fn=model.apply, num_mc_samples=5,
                                        mc_chunk_size=c))(params, batch, key) for c in (None, 2)}
@@ -78,11 +86,8 @@ def test_entropy_and_mutual_information_by_hand():
   np.testing.assert_allclose(agree['mutual_information'], 0.0, atol=1e-6)
 
 
-def test_shared_prefix_equals_recomputing_it():
-  model = models.RSNet(base_filters=2, num_levels=2, dropout_rate=0.3)
-  x = jax.random.uniform(jax.random.key(0), (1, 8, 8, 8, 3))
-  batch = {'inputs': x, 'complementary': x[..., :1]}
-  params = jax.jit(model.init)(jax.random.key(1), x, x[..., :1])['params']
+def test_shared_prefix_equals_recomputing_it(tiny_model):
+  model, params, batch = tiny_model
   run = lambda share: jax.jit(functools.partial(
       predict.forward, apply_fn=model.apply, num_mc_samples=4, mc_chunk_size=2,
       share_prefix=share))(params, batch, jax.random.key(2))
