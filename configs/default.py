@@ -53,10 +53,18 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.log_every_steps = 50
   config.train.eval_every_epochs = 1
   config.train.max_checkpoints = 3  # the latest N, plus the best by validation loss
+  config.train.checkpoint_every_steps = 0  # also save every N steps (0: only at evaluations)
+  config.train.nonfinite = 'stop'  # non-finite loss/gradient: 'stop' (keep the last good
+  #   checkpoint, exit 3) or 'skip' (drop that update and go on)
+  config.train.min_free_disk_factor = 3.0  # refuse to start without room for this many checkpoints
   config.train.predict_test_cases = False  # after training, predict the test split
 
   config.predict = ml_collections.ConfigDict()
   config.predict.num_mc_samples = 0  # > 0: MC dropout; writes the per-voxel variance too
   config.predict.mc_chunk_size = 0  # MC samples computed together (0 = all); bounds memory
   config.predict.checkpoint = 'best'  # 'best' | 'latest'
+
+  config.uncertainty = ml_collections.ConfigDict()  # --mode uncertainty (the MC-dropout study)
+  config.uncertainty.num_mc_samples = 20  # N, as in the paper
+  config.uncertainty.num_bins = 15  # confidence bins of the reliability diagram / ECE
   return config

@@ -2,12 +2,14 @@ r"""rsnet_jax entry point.
 
   python -m rsnet_jax.main --config configs/demo.py --workdir runs/demo [--mode train]
   python -m rsnet_jax.main --config configs/default.py --workdir W --mode evaluate
+  python -m rsnet_jax.main --config configs/default.py --workdir W --mode uncertainty
   python -m rsnet_jax.main --config configs/default.py --workdir W --mode predict \
       --input CASE_OR_FOLDER --output OUT
 
 Config fields are overridden on the command line, e.g. ``--config.train.num_epochs=3``.
-A user error (bad data, missing checkpoint) prints one line per problem and exits with status 2;
-``--debug`` shows the traceback instead.
+Exit status: 0 done; 2 a user error (bad data, config or paths: one line per problem, ``--debug``
+shows the traceback); 3 training stopped on a non-finite loss or gradient; 75 stopped by SIGTERM or
+SIGINT after saving a checkpoint (rerun the same command to resume).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ from ml_collections import config_flags
 from rsnet_jax import evaluate
 from rsnet_jax import predict
 from rsnet_jax import report
+from rsnet_jax import resilience
+from rsnet_jax import study
 from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
@@ -35,7 +39,8 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (get_config()).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Folder for checkpoints, logs and outputs.')
-flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict'], 'What to do.')
+flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict', 'uncertainty'],
+                  'What to do: uncertainty = the MC-dropout study on the test (or val) split.')
 flags.DEFINE_string('input', None, 'predict: a case folder or a folder of case folders.')
 flags.DEFINE_string('output', None, 'predict: output folder (default WORKDIR/predictions).')
 flags.DEFINE_bool('overwrite', False, 'predict: rewrite outputs that already exist.')
@@ -52,14 +57,33 @@ def _restored_state(config, workdir, task):
   return state
 
 
+def _held_out(splits) -> str:
+  """The split that evaluation and the uncertainty study run on: test, or val when test is empty."""
+  return 'test' if splits['test'] else 'val'
+
+
 def run_evaluate(config, workdir, state, task, splits) -> None:
-  name = 'test' if splits['test'] else 'val'
+  name = _held_out(splits)
   out_dir = os.path.join(workdir, 'evaluation')
   summary = evaluate.evaluate_cases(config, state.params, state.apply_fn, task, splits[name],
                                     out_dir, name)
   print(f'evaluation on the {name} split ({len(splits[name])} cases): '
         f'{report.format_summary(summary)}')
   print(f'  tables: {os.path.join(out_dir, name + ".md")} and .json')
+
+
+def run_uncertainty(config, workdir, state, task, splits) -> None:
+  name = _held_out(splits)
+  out_dir = os.path.join(workdir, 'uncertainty')
+  key = jax.random.fold_in(jax.random.key(config.seed), 2)
+  result = study.study_cases(config, state.params, state.apply_fn, task, splits[name], out_dir,
+                             name, key)
+  print(f'uncertainty study on the {name} split ({len(splits[name])} cases, '
+        f'{config.uncertainty.num_mc_samples} MC samples): '
+        f'{report.format_summary(result["summary"])}')
+  if 'ece_pooled' in result['overall']:
+    print(f'  pooled ECE {result["overall"]["ece_pooled"]:.4f}')
+  print(f'  tables and figures: {out_dir}')
 
 
 def run_predict(config, state, task, cases, out_dir, overwrite) -> None:
@@ -84,17 +108,20 @@ def main(argv) -> None:
     logging.get_absl_handler().addFilter(_quiet_library_info)
   try:
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+  except resilience.Preempted as e:
+    print(f'rsnet_jax: {e}', file=sys.stderr)
+    sys.exit(resilience.EXIT_PREEMPTED)
   except UserError as e:
     if FLAGS.debug:
       raise
     for line in e.problems:
       print(f'rsnet_jax: error: {line}', file=sys.stderr)
-    sys.exit(EXIT_USER_ERROR)
+    sys.exit(resilience.EXIT_DIVERGED if isinstance(e, resilience.Diverged) else EXIT_USER_ERROR)
 
 
 def run(config, workdir: str, mode: str) -> None:
   start = time.time()
-  os.makedirs(workdir, exist_ok=True)
+  resilience.check_workdir(workdir)
   logging.info('jax devices: %s', jax.devices())
   task = pipeline.Task.from_config(config)
   if mode == 'train':
@@ -110,9 +137,10 @@ def run(config, workdir: str, mode: str) -> None:
     print(f'  TensorBoard   tensorboard --logdir {workdir}')
     print(f'  montages      {os.path.join(workdir, "montages")}')
     print(f'  model summary {os.path.join(workdir, "model_summary.txt")}')
-  elif mode == 'evaluate':
+  elif mode in ('evaluate', 'uncertainty'):
     splits = pipeline.dataset_splits(config, workdir, task)
-    run_evaluate(config, workdir, _restored_state(config, workdir, task), task, splits)
+    action = run_evaluate if mode == 'evaluate' else run_uncertainty
+    action(config, workdir, _restored_state(config, workdir, task), task, splits)
   else:
     if not FLAGS.input:
       raise UserError('--mode predict needs --input (a case folder or a folder of cases)')

@@ -4,9 +4,13 @@ Per case, in ``OUT/<case>/`` and named as the case's own layout names its files:
   ``<case>_<target>.nii.gz``           the synthesized sequence (float32, in the network's normalised
                                        intensity space, e.g. [0, 1] for ``brats2017``)
   ``<case>_seg.nii.gz``                the segmentation, labels in the layout's convention
-  ``<case>_<target>_variance.nii.gz``  MC-dropout per-voxel variance (``num_mc_samples > 0``)
-  ``<case>_seg_entropy.nii.gz``,       MC-dropout predictive entropy and mutual information (BALD)
-  ``<case>_seg_mutual_information.nii.gz``  of the segmentation, in nats (``num_mc_samples > 0``)
+  ``<case>_seg.nii.gz``                the segmentation, labels in the layout's convention (with MC
+                                       dropout: the argmax of the mean softmax)
+and with MC dropout (``num_mc_samples > 0``):
+  ``<case>_<target>_variance.nii.gz``, ``_std.nii.gz``  per-voxel variance and standard deviation
+  ``<case>_seg_probabilities.nii.gz``  the mean softmax, ``[X, Y, Z, C]`` in class-index order
+  ``<case>_seg_entropy.nii.gz``,       predictive entropy and mutual information (BALD) of the
+  ``<case>_seg_mutual_information.nii.gz``  segmentation, in nats
 So ``OUT`` is itself a BraTS folder in which the synthesized file stands in for the missing one.
 """
 
@@ -30,44 +34,54 @@ from rsnet_jax.data import preprocess
 Array = jax.Array
 
 
-def forward(params, batch: dict[str, Array], key: Array, *, apply_fn, num_mc_samples: int,
+def forward(params, batch: dict[str, Array], keys: Array | None, *, apply_fn, num_mc_samples: int,
             mc_chunk_size: int | None = None, share_prefix: bool = True) -> dict[str, Array]:
   """Deterministic (``num_mc_samples == 0``) or MC-dropout prediction for ``batch``.
 
-  With ``share_prefix`` the layers before the first dropout run once for all MC samples.
+  Args:
+    batch: ``inputs [B, D, H, W, C_in]`` (and ``complementary [B, D, H, W, 1]``).
+    keys: ``[B]`` MC keys, one per example (unused without MC dropout). Example ``i``'s samples
+      depend only on its own inputs and ``keys[i]``, never on what else is in the batch.
+    share_prefix: run the layers before the first dropout once for all MC samples.
 
   Returns, for the heads the model has: ``synthesis [B, D, H, W, 1]`` (the MC mean),
   ``probabilities [B, D, H, W, C]`` (mean softmax) and, with MC dropout, ``synthesis_variance``
-  ``[B, D, H, W, 1]``, ``entropy`` and ``mutual_information`` ``[B, D, H, W]`` (nats).
+  ``[B, D, H, W, 1]`` (intensity units squared), ``entropy`` and ``mutual_information``
+  ``[B, D, H, W]`` (nats).
   """
-  def once(k, train, prefix=None):
-    out = apply_fn({'params': params}, batch['inputs'], batch.get('complementary'), train=train,
+  def once(x, k, train, prefix=None):
+    out = apply_fn({'params': params}, x['inputs'], x.get('complementary'), train=train,
                    rngs={'dropout': k} if train else {}, prefix=prefix)
     if 'logits' in out:
       out['probabilities'] = jax.nn.softmax(out.pop('logits'), axis=-1)
     return out
 
   if num_mc_samples == 0:
-    return once(None, False)
+    return once(batch, None, False)
 
-  prefix = (apply_fn({'params': params}, batch['inputs'], method='prefix') if share_prefix
-            else None)
+  def one_example(example, key):
+    x = jax.tree.map(lambda a: a[None], example)
+    prefix = (apply_fn({'params': params}, x['inputs'], method='prefix') if share_prefix
+              else None)
 
-  def sample(k):
-    out = once(k, True, prefix)
-    if 'probabilities' in out:
-      out['sample_entropy'] = uncertainty.entropy(out['probabilities'])
-    return out
+    def sample(k):
+      out = once(x, k, True, prefix)
+      if 'probabilities' in out:
+        out['sample_entropy'] = uncertainty.entropy(out['probabilities'])
+      return out
 
-  stats = uncertainty.mc_dropout(sample, key, num_mc_samples, mc_chunk_size,
-                                 variance_of=('synthesis',))
-  result = dict(stats['mean'])
-  if 'synthesis' in result:
-    result['synthesis_variance'] = stats['variance']['synthesis']
-  if 'probabilities' in result:
-    result.update(uncertainty.segmentation_uncertainty(result['probabilities'],
-                                                       result.pop('sample_entropy')))
-  return result
+    stats = uncertainty.mc_dropout(sample, key, num_mc_samples, mc_chunk_size,
+                                   variance_of=('synthesis',))
+    result = dict(stats['mean'])
+    if 'synthesis' in result:
+      result['synthesis_variance'] = stats['variance']['synthesis']
+    if 'probabilities' in result:
+      result.update(uncertainty.segmentation_uncertainty(result['probabilities'],
+                                                         result.pop('sample_entropy')))
+    return jax.tree.map(lambda a: a[0], result)
+
+  inputs = {k: v for k, v in batch.items() if k in ('inputs', 'complementary')}
+  return jax.vmap(one_example)(inputs, keys)
 
 
 def case_key(key: Array, case_id: str) -> Array:
@@ -87,28 +101,57 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
   for case in tqdm.tqdm(cases, desc='predict', unit='case'):
     layout = layouts.LAYOUTS[case.layout]
     case_dir = os.path.join(out_dir, case.case_id)
-    paths = {}
-    if task.target is not None:
-      paths['synthesis'] = os.path.join(case_dir, layout.filename(case.case_id, task.target))
-      if config.predict.num_mc_samples > 0:
-        paths['synthesis_variance'] = paths['synthesis'].replace('.nii.gz', '_variance.nii.gz')
-    if task.variant != 'rnet':
-      paths['probabilities'] = os.path.join(case_dir, layout.filename(case.case_id, 'seg'))
-      if config.predict.num_mc_samples > 0:
-        for name in ('entropy', 'mutual_information'):
-          paths[name] = paths['probabilities'].replace('.nii.gz', f'_{name}.nii.gz')
+    paths = output_paths(case, task, case_dir, config.predict.num_mc_samples > 0)
     if not overwrite and all(os.path.exists(p) for p in paths.values()):
       continue
     example, meta = pipeline.load_case(case, task)
     outputs = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, pipeline.network_inputs(example),
-                                                          case_key(key, case.case_id)))
+                                                          case_key(key, case.case_id)[None]))
     desc = f'rsnet_jax {config.model.variant} k={config.model.base_filters}'
     for name, path in paths.items():
-      if name == 'probabilities':
-        volume = layout.index_to_label(np.argmax(outputs[name], -1))
-      else:
-        volume = outputs[name].reshape(outputs[name].shape[:3]).astype(np.float32)
-      nifti.save(path, preprocess.restore(volume, meta.starts, meta.shape), meta.affine,
-                 description=f'{desc} {name}')
+      volume = output_volume(outputs, name, layout, meta)
+      nifti.save(path, volume, meta.affine, description=f'{desc} {name}')
       written.append(path)
   return written
+
+
+def output_paths(case: layouts.CaseFiles, task: pipeline.Task, case_dir: str,
+                 mc: bool) -> dict[str, str]:
+  """``{output name: path}`` of the files `predict_cases` writes for ``case``."""
+  layout = layouts.LAYOUTS[case.layout]
+  paths = {}
+  if task.target is not None:
+    synthesis = os.path.join(case_dir, layout.filename(case.case_id, task.target))
+    paths['synthesis'] = synthesis
+    if mc:
+      paths['synthesis_variance'] = synthesis.replace('.nii.gz', '_variance.nii.gz')
+      paths['synthesis_std'] = synthesis.replace('.nii.gz', '_std.nii.gz')
+  if task.variant != 'rnet':
+    seg = os.path.join(case_dir, layout.filename(case.case_id, 'seg'))
+    paths['labels'] = seg
+    if mc:
+      for name in ('probabilities', 'entropy', 'mutual_information'):
+        paths[name] = seg.replace('.nii.gz', f'_{name}.nii.gz')
+  return paths
+
+
+def output_volume(outputs: dict[str, np.ndarray], name: str, layout: layouts.Layout,
+                  meta: pipeline.CaseMeta) -> np.ndarray:
+  """One output of `forward` (no batch axis) back on the case's own grid.
+
+  Voxels outside the network's window get 0 (the background class for ``labels``, probability 1
+  of the background for ``probabilities``).
+  """
+  if name == 'labels':
+    volume = layout.index_to_label(np.argmax(outputs['probabilities'], -1))
+  elif name == 'synthesis_std':
+    volume = np.sqrt(outputs['synthesis_variance'][..., 0])
+  elif name == 'probabilities':
+    volume = outputs[name].astype(np.float32)
+  else:
+    volume = outputs[name].reshape(outputs[name].shape[:3]).astype(np.float32)
+  restored = preprocess.restore(volume, meta.starts, meta.shape)
+  if name == 'probabilities':
+    inside = preprocess.restore(np.ones(volume.shape[:3], np.float32), meta.starts, meta.shape)
+    restored[..., 0] += 1 - inside
+  return restored

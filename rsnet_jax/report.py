@@ -15,7 +15,7 @@ import numpy as np
 _SEG_COLORS = matplotlib.colors.ListedColormap(['black', 'tab:red', 'tab:green', 'gold'])
 
 
-def _tumour_slice(example: dict[str, np.ndarray]) -> int:
+def tumour_slice(example: dict[str, np.ndarray]) -> int:
   """Axial slice with the most tumour (or the middle slice)."""
   if 'labels' in example and (example['labels'] > 0).any():
     return int(np.argmax((example['labels'] > 0).sum(axis=(0, 1))))
@@ -30,7 +30,7 @@ def montage(example: dict[str, np.ndarray], outputs: dict[str, np.ndarray], task
     example: one case from the pipeline (no batch axis).
     outputs: the model's outputs for it (no batch axis).
   """
-  z = _tumour_slice(example)
+  z = tumour_slice(example)
   panels = []
   if 'synthesis' in outputs:
     synth = outputs['synthesis'][..., z, 0]
@@ -55,10 +55,7 @@ def montage(example: dict[str, np.ndarray], outputs: dict[str, np.ndarray], task
     ax.axis('off')
   if title:
     fig.suptitle(title, fontsize=10)
-  fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _save(fig, path)
 
 
 def read_png(path: str) -> np.ndarray:
@@ -101,3 +98,77 @@ def write_tables(per_case: dict[str, dict[str, float]], out_dir: str, name: str)
 def format_summary(summary: dict) -> str:
   """One line: ``metric mean +- std, ...``."""
   return ', '.join(f'{k} {v["mean"]:.4f} +- {v["std"]:.4f}' for k, v in summary.items())
+
+
+def uncertainty_figure(columns: list[tuple[str, np.ndarray | None, np.ndarray, np.ndarray]],
+                       z: int, path: str, title: str = '') -> None:
+  """The paper's Fig. 3: rows real, synthesized (MC mean) and MC variance; a column per sequence.
+
+  Args:
+    columns: ``(sequence, real [X, Y, Z] or None, mean [X, Y, Z], variance [X, Y, Z])``.
+    z: the axial slice shown.
+  """
+  vmax = max(max(float(c[3][..., z].max()) for c in columns), 1e-12)
+  fig, axes = plt.subplots(3, len(columns), figsize=(2.8 * len(columns), 8.0), squeeze=False)
+  for j, (name, real, mean, variance) in enumerate(columns):
+    rows = [('real', real, 'gray', 1.0), ('synthesized', mean, 'gray', 1.0),
+            ('variance', variance, 'inferno', vmax)]
+    for i, (label, img, cmap, top) in enumerate(rows):
+      ax = axes[i, j]
+      ax.axis('off')
+      if img is None:
+        continue
+      shown = ax.imshow(np.rot90(img[..., z]), cmap=cmap, vmin=0, vmax=top, interpolation='nearest')
+      ax.set_title(f'{label} {name}', fontsize=9)
+      if label == 'variance':
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  _save(fig, path)
+
+
+def sparsification_plot(mean: dict, per_case: list[dict], path: str) -> None:
+  """Sparsification (solid) and oracle (dashed) curves: ``mean`` in colour with its AUSE, each of
+  ``per_case`` thin and grey (each a `calibration.sparsification` result)."""
+  fig, ax = plt.subplots(figsize=(5.0, 3.8))
+  for c in per_case:
+    ax.plot(c['fractions'], c['curve'], color='0.75', linewidth=0.6)
+  ax.plot(mean['fractions'], mean['curve'], color='C0',
+          label=f'MC variance, mean of {len(per_case)} cases (AUSE {mean["ause"]:.3f})')
+  ax.plot(mean['fractions'], mean['oracle'], color='C0', linestyle='--', label='oracle')
+  ax.set_xlabel('fraction of brain voxels removed (most uncertain first)')
+  ax.set_ylabel('remaining squared error / mean')
+  ax.set_title('sparsification (grey: single cases)', fontsize=10)
+  ax.legend(fontsize=7)
+  _save(fig, path)
+
+
+def reliability_plot(bins: dict[str, np.ndarray], ece: float, path: str) -> None:
+  """Reliability diagram: accuracy per confidence bin against the diagonal, voxel counts below."""
+  n = bins['count']
+  edges = np.linspace(0, 1, len(n) + 1)
+  with np.errstate(invalid='ignore', divide='ignore'):
+    accuracy = bins['correct_sum'] / n
+    confidence = bins['confidence_sum'] / n
+  fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.2, 5.2), sharex=True,
+                                    gridspec_kw={'height_ratios': [3, 1]})
+  width = edges[1] - edges[0]
+  top.bar(edges[:-1], np.nan_to_num(accuracy), width=width, align='edge', edgecolor='k',
+          label='accuracy')
+  top.plot(confidence, accuracy, 'o', color='C3', markersize=3, label='mean confidence')
+  top.plot([0, 1], [0, 1], 'k--', linewidth=0.8)
+  top.set_ylabel('accuracy')
+  top.set_title(f'segmentation reliability (ECE {ece:.4f})', fontsize=10)
+  top.legend(fontsize=7, loc='upper left')
+  bottom.bar(edges[:-1], n, width=width, align='edge', edgecolor='k', color='C7')
+  bottom.set_yscale('log')
+  bottom.set_xlabel('confidence (top-class probability)')
+  bottom.set_ylabel('voxels')
+  _save(fig, path)
+
+
+def _save(fig, path: str) -> None:
+  fig.tight_layout()
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -2,7 +2,10 @@
 
 ``train_step(state, batch, key) -> (state, metrics)`` is pure: the dropout key of a step is
 ``fold_in(key, state.step)`` and the class weights are those of epoch ``state.step // steps_per_epoch``,
-so a resumed run computes exactly what an uninterrupted one would.
+and the batch of step ``s`` is element ``s`` of the seeded dataset, so a resumed run computes exactly
+what an uninterrupted one would, bit for bit. SIGTERM/SIGINT save a checkpoint after the current step
+(`resilience.Preempted`); a non-finite loss or gradient stops training or skips the update
+(``train.nonfinite``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import orbax.checkpoint as ocp
 from rsnet_jax import losses
 from rsnet_jax import models
 from rsnet_jax import report
+from rsnet_jax import resilience
 from rsnet_jax.errors import UserError
 from rsnet_jax.data import pipeline
 
@@ -67,14 +71,25 @@ def _loss(params, apply_fn, batch, weights, config, train, key=None):
 def train_step(state: TrainState, batch: dict[str, Array], key: Array, *,
                config: ml_collections.ConfigDict, class_ratios: Array,
                steps_per_epoch: int) -> tuple[TrainState, dict[str, Array]]:
-  """One Adam step on ``batch`` with the decayed class weights of the current epoch."""
+  """One Adam step on ``batch`` with the decayed class weights of the current epoch.
+
+  ``parts['finite']`` is 1.0 when the loss and every gradient are finite. Otherwise, with
+  ``train.nonfinite == 'skip'`` the parameters and optimizer state are kept (the step count still
+  advances, so the data order and dropout keys stay those of an uninterrupted run).
+  """
   step_key = jax.random.fold_in(key, state.step)
   epoch = state.step // steps_per_epoch
   weights = losses.class_weights(class_ratios, config.loss.rep, config.loss.decay_rate, epoch)
   grad_fn = jax.value_and_grad(_loss, has_aux=True)
-  (_, (parts, _)), grads = grad_fn(state.params, state.apply_fn, batch, weights, config, True,
-                                   step_key)
-  return state.apply_gradients(grads=grads), parts
+  (loss, (parts, _)), grads = grad_fn(state.params, state.apply_fn, batch, weights, config, True,
+                                      step_key)
+  finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+      [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+  new_state = state.apply_gradients(grads=grads)
+  if config.train.nonfinite == 'skip':
+    kept = state.replace(step=new_state.step)
+    new_state = jax.tree.map(lambda new, old: jnp.where(finite, new, old), new_state, kept)
+  return new_state, dict(parts, finite=finite.astype(jnp.float32))
 
 
 def eval_step(params: Any, batch: dict[str, Array], *, apply_fn, config: ml_collections.ConfigDict,
@@ -88,7 +103,8 @@ def eval_step(params: Any, batch: dict[str, Array], *, apply_fn, config: ml_coll
 TrainMetrics = clu_metrics.Collection.create(
     loss=clu_metrics.Average.from_output('loss'),
     wmse=clu_metrics.Average.from_output('wmse'),
-    wcce=clu_metrics.Average.from_output('wcce'))
+    wcce=clu_metrics.Average.from_output('wcce'),
+    nonfinite=clu_metrics.Average.from_output('nonfinite'))
 
 
 def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
@@ -97,7 +113,8 @@ def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.C
   options = ocp.CheckpointManagerOptions(
       preservation_policy=policy.AnyPreservationPolicy([
           policy.LatestN(n=config.train.max_checkpoints),
-          policy.BestN(get_metric_fn=lambda m: m['val_loss'], reverse=True, n=1),
+          policy.BestN(get_metric_fn=lambda m: m['val_loss'], reverse=True, n=1,
+                       keep_checkpoints_without_metrics=False),
       ]),
       best_fn=lambda m: m['val_loss'],  # also makes orbax store the metrics with each step
       best_mode='min',
@@ -148,14 +165,44 @@ def evaluate_loss(params, apply_fn, cases, task, config) -> tuple[dict[str, floa
   return {f'val_{k}': v for k, v in totals.items()}, first
 
 
+def checkpoint_bytes(config: ml_collections.ConfigDict, task: pipeline.Task) -> int:
+  """Bytes of one checkpoint (parameters and optimizer state), from shapes only: nothing runs."""
+  shapes = jax.eval_shape(lambda: create_train_state(config, task, jax.random.key(0)))
+  return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes)
+             if hasattr(x, 'dtype'))
+
+
+def _refuse_changed_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    saved = json.load(f)
+  differences = resilience.config_differences(saved, config)
+  if differences:
+    raise UserError([f'{path}: the run being resumed had another config; use a new --workdir or '
+                     'change back:'] + [f'  {d}' for d in differences])
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        splits: dict[str, list] | None = None) -> TrainState:
   """Trains on the train split (resuming from WORKDIR/checkpoints), evaluating on the val split.
 
   ``splits`` (from `pipeline.dataset_splits`) is computed from the config when not given.
+
+  Raises:
+    resilience.Preempted: on SIGTERM/SIGINT, after the current step and a checkpoint.
+    resilience.Diverged: on a non-finite loss or gradient (``train.nonfinite == 'stop'``).
+    UserError: no room for a checkpoint; resuming with a changed config.
   """
-  os.makedirs(workdir, exist_ok=True)
+  resilience.check_workdir(workdir)
   task = pipeline.Task.from_config(config)
+  resilience.check_free_disk(workdir, checkpoint_bytes(config, task),
+                             config.train.min_free_disk_factor)
+  manager = checkpoint_manager(workdir, config)
+  start_step = manager.latest_step() or 0
+  if start_step:
+    _refuse_changed_config(workdir, config)
   splits = splits or pipeline.dataset_splits(config, workdir, task)
   train_cases, val_cases = splits['train'], splits['val']
   logging.info('cases: %d train, %d val, %d test', len(train_cases), len(val_cases),
@@ -167,12 +214,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state = create_train_state(config, task, init_key)
   write_summary(workdir, state.params, config)
   with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    f.write(config.to_json_best_effort(indent=2))
+    json.dump(resilience.config_record(config), f, indent=2)
 
-  manager = checkpoint_manager(workdir, config)
-  start_step = 0
-  if manager.latest_step() is not None:
-    start_step = manager.latest_step()
+  if start_step:
     state = manager.restore(start_step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(state)))['state']
     logging.info('resumed from step %d', start_step)
@@ -182,6 +226,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   if steps_per_epoch == 0:
     raise UserError(f'{len(train_cases)} training cases < train.batch_size {batch_size}')
   num_steps = steps_per_epoch * config.train.num_epochs
+  order = pipeline.case_order(train_cases, config.train.num_epochs, config.seed)
   dataset = pipeline.train_dataset(train_cases, task, batch_size, config.train.num_epochs,
                                    seed=config.seed)
   batches = pipeline.to_iterator(dataset[start_step:], config.data.worker_count)
@@ -193,38 +238,58 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
                                              every_steps=config.train.log_every_steps)
   eval_every = steps_per_epoch * config.train.eval_every_epochs
+  every = config.train.checkpoint_every_steps
+  save = lambda step, metrics=None: manager.save(
+      step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), metrics=metrics)
   train_metrics = None
-  for step in range(start_step, num_steps):
-    batch = next(batches)
-    with jax.profiler.StepTraceAnnotation('train', step_num=step):
-      state, parts = step_fn(state, batch, dropout_key)
-    update = TrainMetrics.single_from_model_output(**{k: parts.get(k, jnp.nan) for k in
-                                                       ('loss', 'wmse', 'wcce')})
-    train_metrics = update if train_metrics is None else train_metrics.merge(update)
-    progress(step + 1)
-    if (step + 1) % config.train.log_every_steps == 0 or step + 1 == num_steps:
-      writer.write_scalars(step + 1, {f'train_{k}': v for k, v in
-                                      train_metrics.compute().items()})
-      train_metrics = None
-    if (step + 1) % eval_every == 0 or step + 1 == num_steps:
-      val, first = evaluate_loss(state.params, state.apply_fn, val_cases, task, config)
-      writer.write_scalars(step + 1, val)
-      if first is not None:
-        path = os.path.join(workdir, 'montages', f'step_{step + 1:06d}.png')
-        report.montage(first[0], first[1], task, path, title=f'step {step + 1}')
-        writer.write_images(step + 1, {'val_montage': report.read_png(path)[None]})
-      manager.save(step + 1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
-                   metrics=val or None)
+  with resilience.stop_requests() as stop:
+    for step in range(start_step, num_steps):
+      batch = next(batches)
+      with jax.profiler.StepTraceAnnotation('train', step_num=step):
+        state, parts = step_fn(state, batch, dropout_key)
+      if config.train.nonfinite == 'stop' and not bool(parts['finite']):
+        cases = [order[step * batch_size + i].case_id for i in range(batch_size)]
+        manager.wait_until_finished()
+        writer.flush()
+        last = manager.latest_step()
+        raise resilience.Diverged(
+            f'non-finite loss or gradient at step {step + 1} (case {", ".join(cases)}); stopped '
+            'without saving it, ' + (f'the last good checkpoint is step {last}' if last else
+                                     'no checkpoint saved yet') +
+            "; lower optim.learning_rate or set train.nonfinite='skip'")
+      update = TrainMetrics.single_from_model_output(
+          **{k: parts.get(k, jnp.nan) for k in ('loss', 'wmse', 'wcce')},
+          nonfinite=1.0 - parts['finite'])
+      train_metrics = update if train_metrics is None else train_metrics.merge(update)
+      progress(step + 1)
+      if (step + 1) % config.train.log_every_steps == 0 or step + 1 == num_steps:
+        scalars = train_metrics.compute()
+        writer.write_scalars(step + 1, {f'train_{k}': v for k, v in scalars.items()})
+        if scalars['nonfinite'] > 0:
+          logging.warning('steps %d..%d: %.0f%% of the updates skipped (non-finite)',
+                          step + 2 - config.train.log_every_steps, step + 1,
+                          100 * scalars['nonfinite'])
+        train_metrics = None
+      if (step + 1) % eval_every == 0 or step + 1 == num_steps:
+        val, first = evaluate_loss(state.params, state.apply_fn, val_cases, task, config)
+        writer.write_scalars(step + 1, val)
+        if first is not None:
+          path = os.path.join(workdir, 'montages', f'step_{step + 1:06d}.png')
+          report.montage(first[0], first[1], task, path, title=f'step {step + 1}')
+          writer.write_images(step + 1, {'val_montage': report.read_png(path)[None]})
+        save(step + 1, val or None)
+      elif (every and (step + 1) % every == 0) or stop:
+        save(step + 1)
+      if stop and step + 1 < num_steps:
+        manager.wait_until_finished()
+        writer.flush()
+        raise resilience.Preempted(stop[0], step + 1, manager.directory)
   manager.wait_until_finished()
   writer.flush()
   return state
 
 
-def _flatten(d: dict, prefix: str = '') -> dict[str, Any]:
-  out = {}
-  for k, v in d.items():
-    if isinstance(v, dict):
-      out.update(_flatten(v, f'{prefix}{k}.'))
-    else:
-      out[f'{prefix}{k}'] = v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
-  return out
+def _flatten(d: dict) -> dict[str, Any]:
+  """Hyper-parameters for TensorBoard: dotted keys, non-scalars as JSON."""
+  return {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
+          for k, v in resilience.flatten(d).items()}

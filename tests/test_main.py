@@ -44,11 +44,15 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   out = workdir / 'predictions' / case_id
   source = nib.load(workdir / 'data' / case_id / f'{case_id}_t1.nii.gz')
   for name in (f'{case_id}_flair.nii.gz', f'{case_id}_seg.nii.gz',
-               f'{case_id}_flair_variance.nii.gz', f'{case_id}_seg_entropy.nii.gz',
+               f'{case_id}_flair_variance.nii.gz', f'{case_id}_flair_std.nii.gz',
+               f'{case_id}_seg_probabilities.nii.gz', f'{case_id}_seg_entropy.nii.gz',
                f'{case_id}_seg_mutual_information.nii.gz'):
     img = nib.load(out / name)
-    assert img.shape == source.shape == (18, 16, 13)
+    assert img.shape[:3] == source.shape == (18, 16, 13)
     np.testing.assert_allclose(img.affine, source.affine)
+  probabilities = nib.load(out / f'{case_id}_seg_probabilities.nii.gz').get_fdata()
+  assert probabilities.shape == (18, 16, 13, 4)
+  np.testing.assert_allclose(probabilities.sum(-1), 1.0, atol=1e-5)
   seg = np.asarray(nib.load(out / f'{case_id}_seg.nii.gz').dataobj)
   assert set(np.unique(seg)) <= {0, 1, 2, 4}
   variance = nib.load(out / f'{case_id}_flair_variance.nii.gz').get_fdata()
@@ -64,6 +68,13 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   result = _main(workdir, '--mode=evaluate')
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'evaluation on the test split' in result.stdout
+
+  # The MC-dropout study on the test split: tables and figures.
+  result = _main(workdir, '--mode=uncertainty', '--config.uncertainty.num_mc_samples=3')
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'uncertainty study on the test split (1 cases, 3 MC samples)' in result.stdout
+  assert {'test.md', 'test_overall.json', 'sparsification.png', 'reliability.png',
+          f'fig3_{case_id}.png'} <= set(os.listdir(workdir / 'uncertainty'))
 
   # Predict mode on a folder with one good case (target missing) and one broken case.
   inputs = tmp_path / 'inputs'

@@ -145,13 +145,20 @@ def label_voxel_counts(cases: list[layouts.CaseFiles], num_classes: int) -> np.n
   return counts
 
 
+def case_order(cases: list[layouts.CaseFiles], num_epochs: int, seed: int) -> grain.MapDataset:
+  """The training cases in the order they are read: element ``i`` is the ``i``-th case seen. Each
+  epoch is a fresh seeded permutation (grain's ``shuffle`` draws a new order per repeat) that does not
+  depend on ``num_epochs``."""
+  return grain.MapDataset.source(cases).shuffle(seed=seed).repeat(num_epochs)
+
+
 def train_dataset(cases: list[layouts.CaseFiles], task: Task, batch_size: int, num_epochs: int,
                   seed: int) -> grain.MapDataset:
   """The whole training stream as one random-access dataset: element ``s`` is the batch of step
-  ``s``. Each epoch is a fresh seeded permutation (grain's ``shuffle`` draws a new order per repeat),
-  so a resumed run slices ``[step:]`` and sees exactly the batches an uninterrupted run sees."""
-  return (grain.MapDataset.source(cases).shuffle(seed=seed).repeat(num_epochs)
-          .map(LoadExample(task)).batch(batch_size, drop_remainder=True))
+  ``s`` (cases ``case_order[s * batch_size:(s + 1) * batch_size]``), so a resumed run slices
+  ``[step:]`` and sees exactly the batches an uninterrupted run sees."""
+  return (case_order(cases, num_epochs, seed).map(LoadExample(task))
+          .batch(batch_size, drop_remainder=True))
 
 
 def to_iterator(dataset: grain.MapDataset, worker_count: int, prefetch_threads: int = 2):

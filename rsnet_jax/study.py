@@ -1,0 +1,107 @@
+"""The MC-dropout uncertainty study over a split (``--mode uncertainty``).
+
+Per case (voxels of the brain): MSE, Spearman of the synthesis variance with the squared error,
+AUSE, mean variance in healthy brain and in the tumour regions (WT/TC/ET); for the segmentation
+head ECE and mean entropy / mutual information per region. Written to ``OUT``:
+  ``NAME.md``, ``NAME.json``          a row per case, then mean +- std (`report.write_tables`)
+  ``NAME_overall.json``               pooled reliability bins and ECE, the mean sparsification curves
+  ``fig3_<case>.png``                 the paper's Fig. 3 (real, MC mean, MC variance)
+  ``sparsification.png``, ``reliability.png``
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import tqdm
+
+from rsnet_jax import calibration
+from rsnet_jax import metrics
+from rsnet_jax import predict
+from rsnet_jax import report
+from rsnet_jax.data import layouts
+from rsnet_jax.data import pipeline
+
+
+def case_measures(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
+                  num_bins: int) -> tuple[dict[str, float], dict | None, dict | None]:
+  """The study's numbers for one case (no batch axis).
+
+  Returns:
+    ``(row, sparsification curves or None, reliability bins or None)``.
+  """
+  brain = example['brain'] > 0
+  regions = {'brain': brain}
+  if 'labels' in example:
+    labels = example['labels']
+    regions['healthy'] = brain & (labels == 0)
+    regions.update({name: np.isin(labels, idx) for name, idx in metrics.REGIONS.items()})
+  row, curves, bins = {}, None, None
+  if 'synthesis_variance' in out and 'target' in example:
+    variance = out['synthesis_variance'][..., 0]
+    squared_error = (example['target'][..., 0] - out['synthesis'][..., 0])**2
+    row['mse_brain'] = float(squared_error[brain].mean(dtype=np.float64))
+    row['spearman_var_sqerr'] = calibration.spearman(variance[brain], squared_error[brain])
+    curves = calibration.sparsification(variance[brain], squared_error[brain])
+    row['ause'] = curves['ause']
+    row.update({f'variance_{k}': v for k, v in calibration.region_means(variance, regions).items()})
+  if 'entropy' in out and 'labels' in example:
+    bins = calibration.reliability_bins(out['probabilities'][brain], example['labels'][brain],
+                                        num_bins)
+    row['ece_brain'] = calibration.expected_calibration_error(bins)
+    for name in ('entropy', 'mutual_information'):
+      row.update({f'{name}_{k}': v for k, v in
+                  calibration.region_means(out[name], regions).items()})
+  return row, curves, bins
+
+
+def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
+                cases: list[layouts.CaseFiles], out_dir: str, name: str,
+                key: jax.Array) -> dict:
+  """Runs the study on ``cases`` with ``config.uncertainty.num_mc_samples`` MC samples per case
+  (case ``c`` uses ``predict.case_key(key, c)``); writes tables and figures into ``out_dir``.
+
+  Returns ``{'summary': {metric: {'mean', 'std'}}, 'overall': {...}}``.
+  """
+  num_bins = config.uncertainty.num_bins
+  fn = jax.jit(functools.partial(predict.forward, apply_fn=apply_fn,
+                                 num_mc_samples=config.uncertainty.num_mc_samples,
+                                 mc_chunk_size=config.predict.mc_chunk_size or None))
+  per_case, all_curves, pooled = {}, {}, None
+  for case in tqdm.tqdm(cases, desc=f'uncertainty {name}', unit='case'):
+    example, _ = pipeline.load_case(case, task)
+    out = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, pipeline.network_inputs(example),
+                                                      predict.case_key(key, case.case_id)[None]))
+    row, curves, bins = case_measures(example, out, num_bins)
+    per_case[case.case_id] = row
+    if curves is not None:
+      all_curves[case.case_id] = curves
+      report.uncertainty_figure(
+          [(task.target, example['target'][..., 0], out['synthesis'][..., 0],
+            out['synthesis_variance'][..., 0])], report.tumour_slice(example),
+          os.path.join(out_dir, f'fig3_{case.case_id}.png'), title=case.case_id)
+    if bins is not None:
+      pooled = bins if pooled is None else {k: pooled[k] + bins[k] for k in bins}
+
+  summary = report.write_tables(per_case, out_dir, name)
+  overall = {'num_cases': len(cases), 'num_mc_samples': config.uncertainty.num_mc_samples}
+  if all_curves:
+    mean = {k: np.mean([c[k] for c in all_curves.values()], 0) for k in ('curve', 'oracle')}
+    mean['fractions'] = calibration.FRACTIONS
+    mean['ause'] = float(np.trapezoid(mean['curve'] - mean['oracle'], mean['fractions']))
+    overall['sparsification_mean'] = {k: np.asarray(v).tolist() for k, v in mean.items()}
+    report.sparsification_plot(mean, list(all_curves.values()),
+                               os.path.join(out_dir, 'sparsification.png'))
+  if pooled is not None:
+    overall['ece_pooled'] = calibration.expected_calibration_error(pooled)
+    overall['reliability_bins'] = {k: v.tolist() for k, v in pooled.items()}
+    report.reliability_plot(pooled, overall['ece_pooled'],
+                            os.path.join(out_dir, 'reliability.png'))
+  with open(os.path.join(out_dir, f'{name}_overall.json'), 'w') as f:
+    json.dump(overall, f, indent=2)
+  return {'summary': summary, 'overall': overall}
