@@ -67,4 +67,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.uncertainty = ml_collections.ConfigDict()  # --mode uncertainty (the MC-dropout study)
   config.uncertainty.num_mc_samples = 20  # N, as in the paper
   config.uncertainty.num_bins = 15  # confidence bins of the reliability diagram / ECE
+  config.uncertainty.other_models = ()  # workdirs of models for other targets: more Fig. 3 columns
   return config

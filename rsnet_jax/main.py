@@ -78,9 +78,11 @@ def run_uncertainty(config, workdir, state, task, splits) -> None:
   key = jax.random.fold_in(jax.random.key(config.seed), 2)
   result = study.study_cases(config, state.params, state.apply_fn, task, splits[name], out_dir,
                              name, key)
+  headline = ('spearman_var_sqerr', 'ause', 'variance_healthy', 'variance_WT', 'ece_brain',
+              'mutual_information_healthy', 'mutual_information_WT')
   print(f'uncertainty study on the {name} split ({len(splits[name])} cases, '
-        f'{config.uncertainty.num_mc_samples} MC samples): '
-        f'{report.format_summary(result["summary"])}')
+        f'{config.uncertainty.num_mc_samples} MC samples): ' + report.format_summary(
+            {k: v for k, v in result['summary'].items() if k in headline}))
   if 'ece_pooled' in result['overall']:
     print(f'  pooled ECE {result["overall"]["ece_pooled"]:.4f}')
   print(f'  tables and figures: {out_dir}')
@@ -125,6 +127,7 @@ def run(config, workdir: str, mode: str) -> None:
   logging.info('jax devices: %s', jax.devices())
   task = pipeline.Task.from_config(config)
   if mode == 'train':
+    train.preflight(config, workdir, task)
     splits = pipeline.dataset_splits(config, workdir, task)
     train.train_and_evaluate(config, workdir, splits)
     state = _restored_state(config, workdir, task)

@@ -5,7 +5,8 @@ AUSE, mean variance in healthy brain and in the tumour regions (WT/TC/ET); for t
 head ECE and mean entropy / mutual information per region. Written to ``OUT``:
   ``NAME.md``, ``NAME.json``          a row per case, then mean +- std (`report.write_tables`)
   ``NAME_overall.json``               pooled reliability bins and ECE, the mean sparsification curves
-  ``fig3_<case>.png``                 the paper's Fig. 3 (real, MC mean, MC variance)
+  ``fig3_<case>.png``                 the paper's Fig. 3 (real, MC mean, MC variance), one column per
+                                      target: this model's and those of ``uncertainty.other_models``
   ``sparsification.png``, ``reliability.png``
 """
 
@@ -24,8 +25,12 @@ from rsnet_jax import calibration
 from rsnet_jax import metrics
 from rsnet_jax import predict
 from rsnet_jax import report
+from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
+from rsnet_jax.errors import UserError
+
+FIG3_ORDER = ('t1', 't2', 't1ce', 'flair')  # the paper's columns
 
 
 def case_measures(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
@@ -60,6 +65,33 @@ def case_measures(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
   return row, curves, bins
 
 
+def load_model(workdir: str) -> tuple[ml_collections.ConfigDict, pipeline.Task, train.TrainState]:
+  """The config (``WORKDIR/config.json``), task and restored checkpoint of a training workdir."""
+  path = os.path.join(workdir, 'config.json')
+  try:
+    with open(path) as f:
+      config = ml_collections.ConfigDict(json.load(f))
+  except (OSError, ValueError) as e:
+    raise UserError(f'{path}: cannot read the config of a training workdir ({e})') from None
+  task = pipeline.Task.from_config(config)
+  if task.target is None:
+    raise UserError(f'{path}: an S-Net synthesizes nothing; give synthesis models only')
+  state = train.create_train_state(config, task, jax.random.key(config.seed))
+  state, _ = train.restore_params(workdir, config, state, config.predict.checkpoint)
+  return config, task, state
+
+
+def _mc_forward(config: ml_collections.ConfigDict, apply_fn):
+  return jax.jit(functools.partial(predict.forward, apply_fn=apply_fn,
+                                   num_mc_samples=config.uncertainty.num_mc_samples,
+                                   mc_chunk_size=config.predict.mc_chunk_size or None))
+
+
+def _predict(fn, params, example, key, case_id) -> dict[str, np.ndarray]:
+  out = fn(params, pipeline.network_inputs(example), predict.case_key(key, case_id)[None])
+  return jax.tree.map(lambda a: np.asarray(a[0]), out)
+
+
 def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
                 cases: list[layouts.CaseFiles], out_dir: str, name: str,
                 key: jax.Array) -> dict:
@@ -69,22 +101,31 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
   Returns ``{'summary': {metric: {'mean', 'std'}}, 'overall': {...}}``.
   """
   num_bins = config.uncertainty.num_bins
-  fn = jax.jit(functools.partial(predict.forward, apply_fn=apply_fn,
-                                 num_mc_samples=config.uncertainty.num_mc_samples,
-                                 mc_chunk_size=config.predict.mc_chunk_size or None))
+  fn = _mc_forward(config, apply_fn)
+  others = []
+  for workdir in config.uncertainty.other_models:
+    other_config, other_task, state = load_model(workdir)
+    other_config.uncertainty = config.uncertainty  # this run's N and chunking
+    others.append((other_task, state.params, _mc_forward(other_config, state.apply_fn)))
   per_case, all_curves, pooled = {}, {}, None
   for case in tqdm.tqdm(cases, desc=f'uncertainty {name}', unit='case'):
     example, _ = pipeline.load_case(case, task)
-    out = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, pipeline.network_inputs(example),
-                                                      predict.case_key(key, case.case_id)[None]))
+    out = _predict(fn, params, example, key, case.case_id)
     row, curves, bins = case_measures(example, out, num_bins)
     per_case[case.case_id] = row
     if curves is not None:
       all_curves[case.case_id] = curves
+      columns = {task.target: (example['target'][..., 0], out['synthesis'][..., 0],
+                               out['synthesis_variance'][..., 0])}
+      for other_task, other_params, other_fn in others:
+        other_example, _ = pipeline.load_case(case, other_task)
+        other = _predict(other_fn, other_params, other_example, key, case.case_id)
+        columns[other_task.target] = (other_example['target'][..., 0], other['synthesis'][..., 0],
+                                      other['synthesis_variance'][..., 0])
       report.uncertainty_figure(
-          [(task.target, example['target'][..., 0], out['synthesis'][..., 0],
-            out['synthesis_variance'][..., 0])], report.tumour_slice(example),
-          os.path.join(out_dir, f'fig3_{case.case_id}.png'), title=case.case_id)
+          [(t, *columns[t]) for t in sorted(columns, key=FIG3_ORDER.index)],
+          report.tumour_slice(example), os.path.join(out_dir, f'fig3_{case.case_id}.png'),
+          title=case.case_id)
     if bins is not None:
       pooled = bins if pooled is None else {k: pooled[k] + bins[k] for k in bins}
 

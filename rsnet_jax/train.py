@@ -172,6 +172,14 @@ def checkpoint_bytes(config: ml_collections.ConfigDict, task: pipeline.Task) -> 
              if hasattr(x, 'dtype'))
 
 
+def preflight(config: ml_collections.ConfigDict, workdir: str, task: pipeline.Task) -> None:
+  """Refuses, before anything is compiled or written, a workdir that is not writable or lacks room
+  for ``train.min_free_disk_factor`` checkpoints."""
+  resilience.check_workdir(workdir)
+  resilience.check_free_disk(workdir, checkpoint_bytes(config, task),
+                             config.train.min_free_disk_factor)
+
+
 def _refuse_changed_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   path = os.path.join(workdir, 'config.json')
   if not os.path.exists(path):
@@ -195,10 +203,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     resilience.Diverged: on a non-finite loss or gradient (``train.nonfinite == 'stop'``).
     UserError: no room for a checkpoint; resuming with a changed config.
   """
-  resilience.check_workdir(workdir)
   task = pipeline.Task.from_config(config)
-  resilience.check_free_disk(workdir, checkpoint_bytes(config, task),
-                             config.train.min_free_disk_factor)
+  preflight(config, workdir, task)
   manager = checkpoint_manager(workdir, config)
   start_step = manager.latest_step() or 0
   if start_step:

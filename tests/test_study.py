@@ -5,7 +5,11 @@ import json
 import os
 
 import jax
+import orbax.checkpoint as ocp
 
+from rsnet_jax import predict
+from rsnet_jax import report
+from rsnet_jax import resilience
 from rsnet_jax import study
 from rsnet_jax import train
 from rsnet_jax.data import layouts
@@ -44,3 +48,39 @@ def test_more_dropout_means_more_uncertainty(tiny_dataset, tmp_path):
   high = _study(tiny_dataset, tmp_path / 'high', 0.5)['summary']
   for name in ('variance_brain', 'mutual_information_brain'):
     assert high[name]['mean'] > 2 * low[name]['mean'], name
+
+
+def test_predicted_files_are_byte_identical_across_runs_and_chunk_sizes(tiny_dataset, tmp_path):
+  cases = layouts.discover(tiny_dataset)[:1]
+  outputs = {}
+  for run, chunk in (('a', 2), ('b', 2), ('c', 4)):
+    config = tiny_config(**{'predict.num_mc_samples': 4, 'predict.mc_chunk_size': chunk})
+    task = pipeline.Task.from_config(config)
+    state = train.create_train_state(config, task, jax.random.key(0))
+    written = predict.predict_cases(config, state.params, state.apply_fn, task, cases,
+                                    str(tmp_path / run), jax.random.key(3))
+    outputs[run] = {os.path.relpath(p, tmp_path / run): open(p, 'rb').read() for p in written}
+  assert len(outputs['a']) == 7  # synthesis, variance, std, labels, probabilities, entropy, MI
+  assert outputs['a'] == outputs['b'] == outputs['c']
+
+
+def test_fig3_gets_a_column_per_model(tiny_dataset, tmp_path):
+  # A T2 model's workdir as training leaves it: config.json and a checkpoint.
+  t2_config = tiny_config(**{'data.target': 't2'})
+  t2_task = pipeline.Task.from_config(t2_config)
+  state = train.create_train_state(t2_config, t2_task, jax.random.key(5))
+  workdir = tmp_path / 't2_model'
+  workdir.mkdir()
+  (workdir / 'config.json').write_text(json.dumps(resilience.config_record(t2_config)))
+  train.checkpoint_manager(str(workdir), t2_config).save(
+      1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+
+  config = tiny_config(**{'uncertainty.num_mc_samples': 2,
+                          'uncertainty.other_models': (str(workdir),)})
+  task = pipeline.Task.from_config(config)
+  flair = train.create_train_state(config, task, jax.random.key(0))
+  cases = layouts.discover(tiny_dataset)[:1]
+  study.study_cases(config, flair.params, flair.apply_fn, task, cases, str(tmp_path), 'test',
+                    jax.random.key(1))
+  figure = report.read_png(str(tmp_path / f'fig3_{cases[0].case_id}.png'))
+  assert figure.shape[:2] == (800, 2 * 280)  # 3 rows; T2 and FLAIR columns of 2.8 in at 100 dpi
