@@ -25,6 +25,7 @@ VARIANTS = {  # name: (mc_chunk_size (0 = all), share_prefix, python loop)
     'shared prefix, vmap': (0, True, False),
     'naive, chunks of 4': (4, False, False),
     'shared prefix, chunks of 4': (4, True, False),
+    'shared prefix, chunks of 2': (2, True, False),
     'python loop': (1, False, True),
 }
 

@@ -92,7 +92,8 @@ def run_predict(config, state, task, cases, out_dir, overwrite) -> None:
   key = jax.random.fold_in(jax.random.key(config.seed), 1)
   written = predict.predict_cases(config, state.params, state.apply_fn, task, cases, out_dir, key,
                                   overwrite)
-  print(f'predicted {len(cases)} case(s) into {out_dir} ({len(written)} files written)')
+  print(f'predicted {len(cases)} case(s) into {out_dir} ({len(written)} files written, '
+        f'record in {os.path.join(out_dir, "manifest.json")})')
   for path in written:
     print(f'  {path}')
 

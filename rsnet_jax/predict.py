@@ -27,7 +27,9 @@ import tqdm
 
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
+from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
+from rsnet_jax import manifest
 from rsnet_jax import uncertainty
 from rsnet_jax.data import preprocess
 
@@ -93,17 +95,20 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
                   cases: list[layouts.CaseFiles], out_dir: str, key: Array,
                   overwrite: bool = False) -> list[str]:
   """Predicts ``cases`` into ``out_dir``; returns the paths written. A case whose outputs all
-  exist is skipped unless ``overwrite``."""
+  exist is skipped unless ``overwrite``. The run is recorded in ``out_dir/manifest.json``."""
   fn = jax.jit(functools.partial(forward, apply_fn=apply_fn,
                                  num_mc_samples=config.predict.num_mc_samples,
                                  mc_chunk_size=config.predict.mc_chunk_size or None))
-  written = []
+  written, inputs, outputs, skipped = [], {}, {}, []
   for case in tqdm.tqdm(cases, desc='predict', unit='case'):
     layout = layouts.LAYOUTS[case.layout]
     case_dir = os.path.join(out_dir, case.case_id)
     paths = output_paths(case, task, case_dir, config.predict.num_mc_samples > 0)
     if not overwrite and all(os.path.exists(p) for p in paths.values()):
+      skipped.append(case.case_id)
       continue
+    inputs[case.case_id] = [case.files[k] for k in task.inputs + (task.target, 'seg')
+                            if k in case.files]
     example, meta = pipeline.load_case(case, task)
     outputs = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, pipeline.network_inputs(example),
                                                           case_key(key, case.case_id)[None]))
@@ -112,6 +117,8 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
       volume = output_volume(outputs, name, layout, meta)
       nifti.save(path, volume, meta.affine, description=f'{desc} {name}')
       written.append(path)
+    outputs[case.case_id] = list(paths.values())
+  manifest.record_run(out_dir, config, inputs, outputs, skipped)
   return written
 
 
@@ -137,7 +144,7 @@ def output_paths(case: layouts.CaseFiles, task: pipeline.Task, case_dir: str,
 
 def output_volume(outputs: dict[str, np.ndarray], name: str, layout: layouts.Layout,
                   meta: pipeline.CaseMeta) -> np.ndarray:
-  """One output of `forward` (no batch axis) back on the case's own grid.
+  """One output of `forward` (no batch axis) back on the case's own grid and orientation.
 
   Voxels outside the network's window get 0 (the background class for ``labels``, probability 1
   of the background for ``probabilities``).
@@ -154,4 +161,4 @@ def output_volume(outputs: dict[str, np.ndarray], name: str, layout: layouts.Lay
   if name == 'probabilities':
     inside = preprocess.restore(np.ones(volume.shape[:3], np.float32), meta.starts, meta.shape)
     restored[..., 0] += 1 - inside
-  return restored
+  return orientation.apply(restored, meta.from_canonical)

@@ -1,6 +1,7 @@
 """The MC-dropout study end to end on a tiny RS-Net: files, valid numbers, and stronger dropout
 giving larger uncertainty on the same weights."""
 
+import hashlib
 import json
 import os
 
@@ -62,6 +63,18 @@ def test_predicted_files_are_byte_identical_across_runs_and_chunk_sizes(tiny_dat
     outputs[run] = {os.path.relpath(p, tmp_path / run): open(p, 'rb').read() for p in written}
   assert len(outputs['a']) == 7  # synthesis, variance, std, labels, probabilities, entropy, MI
   assert outputs['a'] == outputs['b'] == outputs['c']
+
+  # A rerun skips the done case; manifest.json keeps both runs, with inputs' and outputs' SHA-256.
+  assert predict.predict_cases(config, state.params, state.apply_fn, task, cases,
+                               str(tmp_path / 'c'), jax.random.key(3)) == []
+  runs = json.loads((tmp_path / 'c' / 'manifest.json').read_text())['runs']
+  assert [r['skipped'] for r in runs] == [[], [cases[0].case_id]]
+  first = runs[0]['cases'][cases[0].case_id]
+  assert set(first['inputs']) == set(cases[0].files.values())  # 4 sequences and seg
+  for path, digest in first['inputs'].items():
+    assert digest == hashlib.sha256(open(path, 'rb').read()).hexdigest()
+  assert {os.path.relpath(p, tmp_path / 'c') for p in first['outputs']} == set(outputs['c'])
+  assert runs[0]['seed'] == config.seed and runs[0]['config']['predict']['mc_chunk_size'] == 4
 
 
 def test_fig3_gets_a_column_per_model(tiny_dataset, tmp_path):

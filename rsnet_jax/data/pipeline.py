@@ -21,6 +21,7 @@ import numpy as np
 
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
+from rsnet_jax.data import orientation
 from rsnet_jax.data import preprocess
 from rsnet_jax.errors import UserError
 
@@ -68,20 +69,25 @@ class Task:
 
 @dataclasses.dataclass(frozen=True)
 class CaseMeta:
-  """How to map network outputs back onto a case's grid."""
+  """How to map network outputs back onto a case's grid: undo the window (``starts`` on the
+  canonical grid of ``shape``), then the orientation (``from_canonical``); ``affine`` is the file's."""
   case: layouts.CaseFiles
-  shape: tuple[int, int, int]
+  shape: tuple[int, int, int]  # in the canonical orientation
   affine: np.ndarray
   starts: tuple[int, ...]
+  from_canonical: np.ndarray
 
 
 def load_case(case: layouts.CaseFiles, task: Task) -> tuple[dict[str, np.ndarray], CaseMeta]:
-  """Reads, normalises and windows one case. Target and segmentation are included if present."""
+  """Reads, reorients (`orientation.CANONICAL`), normalises and windows one case. Target and
+  segmentation are included if present."""
   raw = {}
   affine = None
   for key in task.inputs + tuple(k for k in (task.target, 'seg') if k in case.files):
     raw[key], aff = nifti.load(case.path(key))
     affine = aff if affine is None else affine
+  transform = orientation.to_canonical(affine)
+  raw = {k: orientation.apply(v, transform) for k, v in raw.items()}
   shape = raw[task.inputs[0]].shape
   brain = np.zeros(shape, bool)
   for m in task.inputs:
@@ -100,7 +106,8 @@ def load_case(case: layouts.CaseFiles, task: Task) -> tuple[dict[str, np.ndarray
     example['labels'] = preprocess.extract(labels.astype(np.int32), starts, sizes)
   example['valid'] = preprocess.extract(np.ones(shape, np.float32), starts, sizes)
   example['brain'] = preprocess.extract(brain.astype(np.float32), starts, sizes)
-  return example, CaseMeta(case, tuple(shape), affine, starts)
+  return example, CaseMeta(case, tuple(shape), affine, starts,
+                           orientation.from_canonical(affine))
 
 
 def network_inputs(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
