@@ -40,7 +40,8 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   row = next(iter(table['per_case'].values()))
   assert {'psnr_brain', 'ssim_brain', 'dice_WT', 'dice_TC', 'dice_ET'} <= set(row)
   assert 'mean +- std' in (workdir / 'evaluation' / 'test.md').read_text()
-  (case_id,) = os.listdir(workdir / 'predictions')
+  assert 'manifest.json' in os.listdir(workdir / 'predictions')
+  (case_id,) = [d for d in os.listdir(workdir / 'predictions') if d != 'manifest.json']
   out = workdir / 'predictions' / case_id
   source = nib.load(workdir / 'data' / case_id / f'{case_id}_t1.nii.gz')
   for name in (f'{case_id}_flair.nii.gz', f'{case_id}_seg.nii.gz',
