@@ -91,6 +91,14 @@ def case_key(key: Array, case_id: str) -> Array:
   return jax.random.fold_in(key, zlib.crc32(case_id.encode()) & 0x7FFFFFFF)
 
 
+def predict_example(fn, params, example: dict[str, np.ndarray], key: Array
+                    ) -> dict[str, np.ndarray]:
+  """``fn`` (a jitted `forward`) on one example of `pipeline.load_case` with its case key;
+  numpy outputs without the batch axis."""
+  out = fn(params, pipeline.network_inputs(example), key[None])
+  return jax.tree.map(lambda a: np.asarray(a[0]), out)
+
+
 def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
                   cases: list[layouts.CaseFiles], out_dir: str, key: Array,
                   overwrite: bool = False) -> list[str]:
@@ -110,8 +118,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
     inputs[case.case_id] = [case.files[k] for k in task.inputs + (task.target, 'seg')
                             if k in case.files]
     example, meta = pipeline.load_case(case, task)
-    outputs = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, pipeline.network_inputs(example),
-                                                          case_key(key, case.case_id)[None]))
+    outputs = predict_example(fn, params, example, case_key(key, case.case_id))
     desc = f'rsnet_jax {config.model.variant} k={config.model.base_filters}'
     for name, path in paths.items():
       volume = output_volume(outputs, name, layout, meta)

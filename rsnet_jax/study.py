@@ -65,8 +65,8 @@ def case_measures(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
   return row, curves, bins
 
 
-def load_model(workdir: str) -> tuple[ml_collections.ConfigDict, pipeline.Task, train.TrainState]:
-  """The config (``WORKDIR/config.json``), task and restored checkpoint of a training workdir."""
+def load_model(workdir: str) -> tuple[pipeline.Task, train.TrainState]:
+  """The task and restored checkpoint of a training workdir (from its ``config.json``)."""
   path = os.path.join(workdir, 'config.json')
   try:
     with open(path) as f:
@@ -78,18 +78,13 @@ def load_model(workdir: str) -> tuple[ml_collections.ConfigDict, pipeline.Task, 
     raise UserError(f'{path}: an S-Net synthesizes nothing; give synthesis models only')
   state = train.create_train_state(config, task, jax.random.key(config.seed))
   state, _ = train.restore_params(workdir, config, state, config.predict.checkpoint)
-  return config, task, state
+  return task, state
 
 
 def _mc_forward(config: ml_collections.ConfigDict, apply_fn):
   return jax.jit(functools.partial(predict.forward, apply_fn=apply_fn,
                                    num_mc_samples=config.uncertainty.num_mc_samples,
                                    mc_chunk_size=config.predict.mc_chunk_size or None))
-
-
-def _predict(fn, params, example, key, case_id) -> dict[str, np.ndarray]:
-  out = fn(params, pipeline.network_inputs(example), predict.case_key(key, case_id)[None])
-  return jax.tree.map(lambda a: np.asarray(a[0]), out)
 
 
 def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
@@ -104,13 +99,13 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
   fn = _mc_forward(config, apply_fn)
   others = []
   for workdir in config.uncertainty.other_models:
-    other_config, other_task, state = load_model(workdir)
-    other_config.uncertainty = config.uncertainty  # this run's N and chunking
-    others.append((other_task, state.params, _mc_forward(other_config, state.apply_fn)))
+    other_task, state = load_model(workdir)  # sampled with this run's N and chunking
+    others.append((other_task, state.params, _mc_forward(config, state.apply_fn)))
   per_case, all_curves, pooled = {}, {}, None
   for case in tqdm.tqdm(cases, desc=f'uncertainty {name}', unit='case'):
     example, _ = pipeline.load_case(case, task)
-    out = _predict(fn, params, example, key, case.case_id)
+    case_key = predict.case_key(key, case.case_id)
+    out = predict.predict_example(fn, params, example, case_key)
     row, curves, bins = case_measures(example, out, num_bins)
     per_case[case.case_id] = row
     if curves is not None:
@@ -119,7 +114,7 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
                                out['synthesis_variance'][..., 0])}
       for other_task, other_params, other_fn in others:
         other_example, _ = pipeline.load_case(case, other_task)
-        other = _predict(other_fn, other_params, other_example, key, case.case_id)
+        other = predict.predict_example(other_fn, other_params, other_example, case_key)
         columns[other_task.target] = (other_example['target'][..., 0], other['synthesis'][..., 0],
                                       other['synthesis_variance'][..., 0])
       report.uncertainty_figure(
