@@ -21,6 +21,11 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.data = ml_collections.ConfigDict()
   config.data.data_dir = ''  # folder of BraTS case folders; '' = synthetic cases in WORKDIR/data
+  config.data.layout = 'auto'  # 'auto' (BraTS 2015 / 2017-2021 / 2023) | a layout's name | 'custom'
+  config.data.custom_files = ml_collections.ConfigDict(
+      {k: '' for k in ('t1', 't1ce', 't2', 'flair', 'seg')})  # 'custom': file pattern per
+  #   modality relative to the case folder, e.g. '{case}_T1w.nii.gz' or 'anat/*_T1w.nii.gz'
+  config.data.custom_labels = (0, 1, 2, 4)  # 'custom': label values, background first
   config.data.target = 'flair'  # the missing sequence to synthesize: t1 | t1ce | t2 | flair
   config.data.inputs = ()  # () = every modality but the target (all four for snet)
   config.data.complementary = ''  # '' = the paper's: t1<-t1ce, t2<-flair, t1ce<-t1, flair<-t2

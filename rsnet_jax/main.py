@@ -148,14 +148,19 @@ def run(config, workdir: str, mode: str) -> None:
   else:
     if not FLAGS.input:
       raise UserError('--mode predict needs --input (a case folder or a folder of cases)')
-    cases = layouts.discover(FLAGS.input)
+    cases = layouts.discover(FLAGS.input, layouts.from_config(config.data))
     valid, problems = layouts.validate_all(cases, task.required_files(False, False), True)
     out_dir = FLAGS.output or os.path.join(workdir, 'predictions')
+    failed = len(cases) - len(valid)
     if valid:
-      run_predict(config, _restored_state(config, workdir, task), task, valid, out_dir,
-                  FLAGS.overwrite)
+      try:
+        run_predict(config, _restored_state(config, workdir, task), task, valid, out_dir,
+                    FLAGS.overwrite)
+      except predict.UnreadableCases as e:  # the other cases are written
+        problems += e.problems
+        failed += len(e.case_ids)
     if problems:
-      raise UserError(problems + [f'{len(cases) - len(valid)} of {len(cases)} cases not predicted'])
+      raise UserError(problems + [f'{failed} of {len(cases)} cases not predicted'])
   print(f'done in {time.time() - start:.0f} s')
 
 

@@ -32,6 +32,7 @@ from rsnet_jax.data import pipeline
 from rsnet_jax import manifest
 from rsnet_jax import uncertainty
 from rsnet_jax.data import preprocess
+from rsnet_jax.errors import UserError
 
 Array = jax.Array
 
@@ -99,54 +100,89 @@ def predict_example(fn, params, example: dict[str, np.ndarray], key: Array
   return jax.tree.map(lambda a: np.asarray(a[0]), out)
 
 
+class UnreadableCases(UserError):
+  """Cases whose inputs could not be read when predicting (``case_ids``); the rest were written."""
+
+  def __init__(self, problems: list[str], case_ids: list[str]):
+    super().__init__(problems)
+    self.case_ids = case_ids
+
+
 def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
                   cases: list[layouts.CaseFiles], out_dir: str, key: Array,
                   overwrite: bool = False) -> list[str]:
   """Predicts ``cases`` into ``out_dir``; returns the paths written. A case whose outputs all
-  exist is skipped unless ``overwrite``. The run is recorded in ``out_dir/manifest.json``."""
+  exist is skipped unless ``overwrite``. The run is recorded in ``out_dir/manifest.json``.
+
+  Raises:
+    UnreadableCases: after all other cases are written, for cases whose inputs could not be read.
+  """
   fn = jax.jit(functools.partial(forward, apply_fn=apply_fn,
                                  num_mc_samples=config.predict.num_mc_samples,
                                  mc_chunk_size=config.predict.mc_chunk_size or None))
-  written, inputs, outputs, skipped = [], {}, {}, []
+  written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []
+  desc = description(config, task)
   for case in tqdm.tqdm(cases, desc='predict', unit='case'):
-    layout = layouts.LAYOUTS[case.layout]
     case_dir = os.path.join(out_dir, case.case_id)
     paths = output_paths(case, task, case_dir, config.predict.num_mc_samples > 0)
     if not overwrite and all(os.path.exists(p) for p in paths.values()):
       skipped.append(case.case_id)
       continue
-    inputs[case.case_id] = [case.files[k] for k in task.inputs + (task.target, 'seg')
-                            if k in case.files]
-    example, meta = pipeline.load_case(case, task)
-    outputs = predict_example(fn, params, example, case_key(key, case.case_id))
-    desc = f'rsnet_jax {config.model.variant} k={config.model.base_filters}'
+    try:
+      example, meta = pipeline.load_case(case, task, references=False)
+    except UserError as e:  # e.g. a file changed since validation: the other cases go on
+      problems.extend(e.problems)
+      unreadable.append(case.case_id)
+      continue
+    inputs[case.case_id] = [case.files[k] for k in task.inputs]
+    predicted = predict_example(fn, params, example, case_key(key, case.case_id))
     for name, path in paths.items():
-      volume = output_volume(outputs, name, layout, meta)
-      nifti.save(path, volume, meta.affine, description=f'{desc} {name}')
+      volume = output_volume(predicted, name, case.layout, meta)
+      nifti.save(path, volume, meta.affine, f'{desc} {name}', like=meta.header)
       written.append(path)
     outputs[case.case_id] = list(paths.values())
   manifest.record_run(out_dir, config, inputs, outputs, skipped)
+  if unreadable:
+    raise UnreadableCases(problems, unreadable)
   return written
+
+
+def description(config: ml_collections.ConfigDict, task: pipeline.Task) -> str:
+  """What made an output, for its NIfTI ``descrip`` field (79 characters are kept), e.g.
+  ``rsnet_jax 0.1.0 git 84b4e27 rsnet k=4 flair<-t1,t1ce,t2 MC20``."""
+  version = manifest.code_version()
+  commit = version.get('git', '')
+  git = f' git {commit[:7]}{"+dirty" if commit.endswith("+dirty") else ""}' if commit else ''
+  made = f'{task.target}<-' if task.target else 'seg<-'
+  mc = f' MC{config.predict.num_mc_samples}' if config.predict.num_mc_samples else ''
+  return (f'rsnet_jax {version["rsnet_jax"]}{git} {config.model.variant} '
+          f'k={config.model.base_filters} {made}{",".join(task.inputs)}{mc}')
 
 
 def output_paths(case: layouts.CaseFiles, task: pipeline.Task, case_dir: str,
                  mc: bool) -> dict[str, str]:
   """``{output name: path}`` of the files `predict_cases` writes for ``case``."""
-  layout = layouts.LAYOUTS[case.layout]
+  layout = case.layout
   paths = {}
   if task.target is not None:
     synthesis = os.path.join(case_dir, layout.filename(case.case_id, task.target))
     paths['synthesis'] = synthesis
     if mc:
-      paths['synthesis_variance'] = synthesis.replace('.nii.gz', '_variance.nii.gz')
-      paths['synthesis_std'] = synthesis.replace('.nii.gz', '_std.nii.gz')
+      paths['synthesis_variance'] = _suffixed(synthesis, '_variance')
+      paths['synthesis_std'] = _suffixed(synthesis, '_std')
   if task.variant != 'rnet':
     seg = os.path.join(case_dir, layout.filename(case.case_id, 'seg'))
     paths['labels'] = seg
     if mc:
       for name in ('probabilities', 'entropy', 'mutual_information'):
-        paths[name] = seg.replace('.nii.gz', f'_{name}.nii.gz')
+        paths[name] = _suffixed(seg, f'_{name}')
   return paths
+
+
+def _suffixed(path: str, suffix: str) -> str:
+  """``a/b.nii.gz`` -> ``a/b<suffix>.nii.gz`` (also for ``.nii``)."""
+  ext = next(e for e in nifti.SUFFIXES if path.endswith(e))
+  return path[:-len(ext)] + suffix + ext
 
 
 def output_volume(outputs: dict[str, np.ndarray], name: str, layout: layouts.Layout,
@@ -168,4 +204,7 @@ def output_volume(outputs: dict[str, np.ndarray], name: str, layout: layouts.Lay
   if name == 'probabilities':
     inside = preprocess.restore(np.ones(volume.shape[:3], np.float32), meta.starts, meta.shape)
     restored[..., 0] += 1 - inside
-  return orientation.apply(restored, meta.from_canonical)
+  restored = orientation.apply(restored, meta.from_canonical)
+  if restored.ndim == 3 and meta.file_shape[3:] and meta.file_shape[:3] == restored.shape:
+    restored = restored.reshape(meta.file_shape)  # the input's trailing singleton axes
+  return restored

@@ -37,7 +37,7 @@ def test_discovers_case_folder_and_folder_of_cases(dataset):
 
 
 def test_no_cases_is_a_clear_error(tmp_path):
-  with pytest.raises(UserError, match='no BraTS case found'):
+  with pytest.raises(UserError, match='no case found'):
     layouts.discover(str(tmp_path))
   with pytest.raises(UserError, match='not found'):
     layouts.discover(str(tmp_path / 'nope'))

@@ -70,7 +70,8 @@ def test_predicted_files_are_byte_identical_across_runs_and_chunk_sizes(tiny_dat
   runs = json.loads((tmp_path / 'c' / 'manifest.json').read_text())['runs']
   assert [r['skipped'] for r in runs] == [[], [cases[0].case_id]]
   first = runs[0]['cases'][cases[0].case_id]
-  assert set(first['inputs']) == set(cases[0].files.values())  # 4 sequences and seg
+  # The files read: the three inputs (the target and segmentation present in the folder are not).
+  assert set(first['inputs']) == {cases[0].files[k] for k in task.inputs}
   for path, digest in first['inputs'].items():
     assert digest == hashlib.sha256(open(path, 'rb').read()).hexdigest()
   assert {os.path.relpath(p, tmp_path / 'c') for p in first['outputs']} == set(outputs['c'])

@@ -28,7 +28,7 @@ def test_layouts_and_labels(tmp_path, layout, names, labels):
     assert values <= labels and {1, 2} <= values or {2} <= values
     assert max(values) == max(labels)  # an enhancing rim in every case
   cases = layouts.discover(str(tmp_path))
-  assert [c.layout for c in cases] == [layout] * 2
+  assert [c.layout.name for c in cases] == [layout] * 2
   assert all(not layouts.validate(c, layouts.MODALITIES + ('seg',)) for c in cases)
 
 

@@ -1,7 +1,8 @@
-"""NIfTI reading and atomic writing with nibabel.
+"""Volume reading (NIfTI with nibabel, MetaImage through `itk`) and atomic NIfTI writing.
 
 Volumes are returned as ``[X, Y, Z] float32`` in the file's voxel order (scl_slope / scl_inter applied
-by nibabel), with the file's affine ``[4, 4]`` (mm).
+by nibabel, any stored dtype), with the file's RAS affine ``[4, 4]`` (mm). Outputs written with an
+input's header keep its spatial fields (qform/sform and their codes, pixdim, units).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import zlib
 import nibabel as nib
 import numpy as np
 
+from rsnet_jax.data import itk
 from rsnet_jax.errors import UserError
 
 SUFFIXES = ('.nii.gz', '.nii')
@@ -27,28 +29,57 @@ def load(path: str, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
   Raises:
     UserError: naming ``path`` when the file is missing, unreadable, truncated or not 3D.
   """
-  try:
-    img = nib.load(path)
-    data = np.asarray(img.get_fdata(dtype=np.float32 if dtype == np.float32 else np.float64))
-  except FileNotFoundError:
-    raise UserError(f'{path}: file not found') from None
-  except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as e:
-    raise UserError(f'{path}: unreadable NIfTI ({type(e).__name__}: {e})') from None
+  if not os.path.isfile(path):
+    raise UserError(f'{path}: file not found')
+  if path.endswith(itk.SUFFIXES):
+    data, affine = itk.read(path)
+  else:
+    try:
+      img = nib.load(path)
+      data = np.asarray(img.get_fdata(dtype=np.float32 if dtype == np.float32 else np.float64))
+    except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError) as e:
+      reason = ' '.join(str(e).split())  # one line, whatever the library's message holds
+      raise UserError(f'{path}: unreadable NIfTI ({type(e).__name__}: {reason})') from None
+    affine = img.affine
   while data.ndim > 3 and data.shape[-1] == 1:
     data = data[..., 0]
   if data.ndim != 3:
     raise UserError(f'{path}: expected a 3D volume, got shape {data.shape}')
-  return data.astype(dtype, copy=False), np.asarray(img.affine, np.float64)
+  return data.astype(dtype, copy=False), np.asarray(affine, np.float64)
 
 
-def save(path: str, data: np.ndarray, affine: np.ndarray, description: str = '') -> None:
+def header(path: str) -> nib.Nifti1Header | None:
+  """The NIfTI header of ``path`` (only the header is read), or None for other formats."""
+  if path.endswith(itk.SUFFIXES):
+    return None
+  return nib.load(path).header
+
+
+def save(path: str, data: np.ndarray, affine: np.ndarray, description: str = '',
+         like: nib.Nifti1Header | None = None) -> None:
   """Writes ``data`` with ``affine`` atomically: a temporary file in the same folder is renamed onto
-  ``path``, so an interrupted write never leaves a half-written file under the final name."""
-  img = nib.Nifti1Image(np.asarray(data), np.asarray(affine, np.float64))
-  img.header.set_qform(affine, code=1)
-  img.header.set_sform(affine, code=1)
-  if description:
-    img.header['descrip'] = description.encode()[:79]
+  ``path``, so an interrupted write never leaves a half-written file under the final name.
+
+  With ``like`` (the header of the input ``data`` lies on, whose affine is ``affine``), the output
+  keeps its spatial fields exactly: qform and sform with their codes, pixdim, xyzt units, and NIfTI-2
+  stays NIfTI-2; intensity fields (dtype, scaling, cal_min/max, intent) are those of ``data``.
+  """
+  data = np.asarray(data)
+  if like is not None:
+    cls = nib.Nifti2Image if isinstance(like, nib.Nifti2Header) else nib.Nifti1Image
+    img = cls(data, None, header=like.copy())
+    img.header.set_data_dtype(data.dtype)
+    img.header.set_slope_inter(None, None)
+    img.header.set_intent('none')
+    img.header['cal_min'] = img.header['cal_max'] = 0
+    img.header['aux_file'] = b''
+    if not np.allclose(img.header.get_best_affine(), affine, atol=1e-4):
+      raise ValueError(f'{path}: the header given does not hold the affine given')
+  else:
+    img = nib.Nifti1Image(data, np.asarray(affine, np.float64))
+    img.header.set_qform(affine, code=1)
+    img.header.set_sform(affine, code=1)
+  img.header['descrip'] = description.encode()[:79]
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   suffix = '.nii.gz' if path.endswith('.nii.gz') else '.nii'

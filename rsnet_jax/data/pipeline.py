@@ -17,6 +17,7 @@ import os
 from absl import logging
 import grain
 import ml_collections
+import nibabel as nib
 import numpy as np
 
 from rsnet_jax.data import layouts
@@ -70,20 +71,26 @@ class Task:
 @dataclasses.dataclass(frozen=True)
 class CaseMeta:
   """How to map network outputs back onto a case's grid: undo the window (``starts`` on the
-  canonical grid of ``shape``), then the orientation (``from_canonical``); ``affine`` is the file's."""
+  canonical grid of ``shape``), then the orientation (``from_canonical``); ``affine``,
+  ``file_shape`` (with any trailing singleton axes) and ``header`` (None unless NIfTI) are those of
+  the case's first input file."""
   case: layouts.CaseFiles
   shape: tuple[int, int, int]  # in the canonical orientation
   affine: np.ndarray
   starts: tuple[int, ...]
   from_canonical: np.ndarray
+  file_shape: tuple[int, ...] = ()
+  header: nib.Nifti1Header | None = None
 
 
-def load_case(case: layouts.CaseFiles, task: Task) -> tuple[dict[str, np.ndarray], CaseMeta]:
+def load_case(case: layouts.CaseFiles, task: Task,
+              references: bool = True) -> tuple[dict[str, np.ndarray], CaseMeta]:
   """Reads, reorients (`orientation.CANONICAL`), normalises and windows one case. Target and
-  segmentation are included if present."""
+  segmentation are included if present and ``references`` (prediction reads only the inputs)."""
   raw = {}
   affine = None
-  for key in task.inputs + tuple(k for k in (task.target, 'seg') if k in case.files):
+  extra = (task.target, 'seg') if references else ()
+  for key in task.inputs + tuple(k for k in extra if k in case.files):
     raw[key], aff = nifti.load(case.path(key))
     affine = aff if affine is None else affine
   transform = orientation.to_canonical(affine)
@@ -102,12 +109,14 @@ def load_case(case: layouts.CaseFiles, task: Task) -> tuple[dict[str, np.ndarray
   if task.target in norm:
     example['target'] = preprocess.extract(norm[task.target], starts, sizes)[..., None]
   if 'seg' in raw:
-    labels = layouts.LAYOUTS[case.layout].label_to_index(np.round(raw['seg']))
+    labels = case.layout.label_to_index(np.round(raw['seg']))
     example['labels'] = preprocess.extract(labels.astype(np.int32), starts, sizes)
   example['valid'] = preprocess.extract(np.ones(shape, np.float32), starts, sizes)
   example['brain'] = preprocess.extract(brain.astype(np.float32), starts, sizes)
-  return example, CaseMeta(case, tuple(shape), affine, starts,
-                           orientation.from_canonical(affine))
+  header = nifti.header(case.path(task.inputs[0]))
+  file_shape = tuple(header.get_data_shape()) if header is not None else tuple(shape)
+  return example, CaseMeta(case, tuple(shape), affine, starts, orientation.from_canonical(affine),
+                           file_shape, header)
 
 
 def network_inputs(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -147,7 +156,7 @@ def label_voxel_counts(cases: list[layouts.CaseFiles], num_classes: int) -> np.n
   counts = np.zeros(num_classes, np.int64)
   for case in cases:
     seg, _ = nifti.load(case.path('seg'))
-    idx = layouts.LAYOUTS[case.layout].label_to_index(np.round(seg))
+    idx = case.layout.label_to_index(np.round(seg))
     counts += np.bincount(idx.ravel(), minlength=num_classes)[:num_classes]
   return counts
 
@@ -192,9 +201,12 @@ def dataset_cases(config: ml_collections.ConfigDict, workdir: str, task: Task,
       synthetic.generate_dataset(data_dir, config.data.synthetic_cases, config.seed,
                                  config.data.synthetic_layout, tuple(config.data.synthetic_shape))
       open(done, 'w').close()
-  cases = layouts.discover(data_dir)
+  cases = layouts.discover(data_dir, layouts.from_config(config.data))
   valid, problems = layouts.validate_all(cases, task.required_files(with_target, with_seg),
                                          config.data.skip_invalid)
+  if problems:
+    logging.warning('data.skip_invalid: left out %d of %d cases of %s:', len(cases) - len(valid),
+                    len(cases), data_dir)
   for line in problems:
     logging.warning('skipped: %s', line)
   return valid

@@ -11,7 +11,8 @@ The field of view is always BraTS-sized (240 x 240 x 155 mm); ``shape`` sets the
 small grid means coarse voxels. Deterministic by seed.
 
 CLI: ``python -m rsnet_jax.data.synthetic --out DIR --num-cases N --seed S
-[--layout brats2021|brats2023] [--shape X,Y,Z]``.
+[--layout brats2021|brats2023|brats2015] [--shape X,Y,Z]`` (``brats2015`` writes ``.mha`` files in
+VSD folders and needs SimpleITK: ``pip install 'rsnet_jax[mha]'``).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import os
 import numpy as np
 from scipy import ndimage
 
+from rsnet_jax.data import itk
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 
@@ -128,27 +130,35 @@ def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE) -> Case:
   return Case(images=images, seg=seg, tissue=tissue, affine=affine)
 
 
-def write_case(case: Case, case_dir: str, case_id: str, layout: str) -> None:
-  """Writes ``case`` as NIfTI files in ``layout`` (images int16, as BraTS ships them)."""
+def write_case(case: Case, case_dir: str, case_id: str, layout: str, vsd_id: int = 0) -> None:
+  """Writes ``case`` in ``layout`` (images int16, as BraTS ships them): NIfTI files, or for
+  ``brats2015`` ``.mha`` files in ``VSD.Brain*.XX.O.<name>.<vsd_id + i>/`` folders."""
   os.makedirs(case_dir, exist_ok=True)
   spec = layouts.LAYOUTS[layout]
-  for modality, img in case.images.items():
-    path = os.path.join(case_dir, spec.filename(case_id, modality))
-    nifti.save(path, np.round(img).astype(np.int16), case.affine)
-  path = os.path.join(case_dir, spec.filename(case_id, 'seg'))
-  nifti.save(path, spec.labels_from_brats2021(case.seg), case.affine)
+  volumes = {m: np.round(img).astype(np.int16) for m, img in case.images.items()}
+  volumes['seg'] = spec.labels_from_brats2021(case.seg)
+  for i, (key, data) in enumerate(volumes.items()):
+    if layout == 'brats2015':
+      stem = (f'VSD.Brain{"_3more" if key == "seg" else ""}.XX.O.'
+              f'{layouts.VSD_NAMES[key]}.{vsd_id + i}')
+      os.makedirs(os.path.join(case_dir, stem), exist_ok=True)
+      itk.write(os.path.join(case_dir, stem, stem + '.mha'), data, case.affine)
+    else:
+      nifti.save(os.path.join(case_dir, spec.filename(case_id, key)), data, case.affine)
 
 
 def generate_dataset(out_dir: str, num_cases: int, seed: int, layout: str = 'brats2021',
                      shape: tuple[int, int, int] = BRATS_SHAPE) -> list[str]:
   """Writes ``num_cases`` cases under ``out_dir``; returns their folders. Case ``i`` uses seed
   ``seed * 100003 + i``, so a dataset is a prefix of any larger one with the same seed."""
-  prefix = 'BraTS2021' if layout == 'brats2021' else 'BraTS-GLI'
+  names = {'brats2021': 'BraTS2021_{:05d}', 'brats2023': 'BraTS-GLI-{:05d}-000',
+           'brats2015': 'brats_synth_pat{:04d}_1'}
   dirs = []
   for i in range(num_cases):
-    case_id = f'{prefix}_{i:05d}' if layout == 'brats2021' else f'{prefix}-{i:05d}-000'
+    case_id = names[layout].format(i)
     case_dir = os.path.join(out_dir, case_id)
-    write_case(generate_case(seed * 100003 + i, shape), case_dir, case_id, layout)
+    write_case(generate_case(seed * 100003 + i, shape), case_dir, case_id, layout,
+               vsd_id=50000 + 5 * i)
     dirs.append(case_dir)
   return dirs
 
