@@ -1,4 +1,10 @@
-"""Evaluation metrics as pure numpy functions: PSNR (eq. 6), global SSIM (eq. 5), BraTS Dice.
+"""Evaluation metrics as pure numpy functions.
+
+Synthesis: PSNR (eq. 6), SSIM two ways (the paper's global eq. 5, and the standard windowed SSIM of
+scikit-image with a Gaussian window, sigma 1.5, in 3D). Segmentation: BraTS Dice (WT/TC/ET, both label
+conventions, 1 when a region is empty in truth and prediction), 95th-percentile Hausdorff distance in
+mm. MS lesions (Sec. III-C): lesion-level detection with 18-connected components, TPR/FDR per size
+bin, ROC over probability thresholds, TPR at a given FDR.
 
 Volumes are ``[X, Y, Z]`` arrays on the same grid; masks are boolean ``[X, Y, Z]``.
 """
@@ -6,6 +12,7 @@ Volumes are ``[X, Y, Z]`` arrays on the same grid; masks are boolean ``[X, Y, Z]
 from __future__ import annotations
 
 import numpy as np
+from scipy import ndimage
 
 # BraTS regions as sets of class indices (0 bg, 1 necrotic/non-enhancing core, 2 edema,
 # 3 enhancing), the same for the 0/1/2/4 and 0/1/2/3 label conventions after index mapping.
@@ -38,6 +45,38 @@ def ssim_global(truth: np.ndarray, prediction: np.ndarray, mask: np.ndarray,
   return float((2 * mx * my + c1) * (2 * cov + c2) / ((mx**2 + my**2 + c1) * (vx + vy + c2)))
 
 
+def ssim_map(truth: np.ndarray, prediction: np.ndarray, data_range: float, sigma: float = 1.5,
+             truncate: float = 3.5) -> np.ndarray:
+  """Windowed SSIM per voxel (Wang et al. 2004), as scikit-image's ``structural_similarity`` with
+  ``gaussian_weights=True, use_sample_covariance=False`` computes it, in any dimension: local means,
+  variances and covariance under a Gaussian window (``sigma`` voxels, cut at ``truncate`` sigma,
+  reflecting borders), ``c1 = (0.01 L)**2``, ``c2 = (0.03 L)**2``."""
+  x, y = truth.astype(np.float64), prediction.astype(np.float64)
+  blur = lambda a: ndimage.gaussian_filter(a, sigma, truncate=truncate, mode='reflect')
+  ux, uy = blur(x), blur(y)
+  vx, vy, vxy = blur(x * x) - ux * ux, blur(y * y) - uy * uy, blur(x * y) - ux * uy
+  c1, c2 = (0.01 * data_range)**2, (0.03 * data_range)**2
+  return (2 * ux * uy + c1) * (2 * vxy + c2) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+
+
+def ssim_windowed(truth: np.ndarray, prediction: np.ndarray, mask: np.ndarray | None = None,
+                  data_range: float | None = None, sigma: float = 1.5) -> float:
+  """Mean of `ssim_map` over ``mask`` (the whole volume computed, so windows see the context), or
+  without a mask over the volume less a border of half a window, as scikit-image averages it.
+  ``L`` defaults to the truth's range in ``mask``; ``nan`` for an empty mask."""
+  region = np.ones(truth.shape, bool) if mask is None else mask.astype(bool)
+  if not region.any():
+    return float('nan')
+  if data_range is None:
+    values = truth[region]
+    data_range = float(values.max() - values.min()) or 1.0
+  s = ssim_map(truth, prediction, data_range, sigma)
+  if mask is None:
+    pad = int(3.5 * sigma + 0.5)
+    return float(s[tuple(slice(pad, n - pad) for n in s.shape)].mean())
+  return float(s[region].mean())
+
+
 def dice(truth: np.ndarray, prediction: np.ndarray) -> float:
   """Dice of two boolean masks; 1.0 when both are empty (the BraTS rule)."""
   t, p = truth.astype(bool), prediction.astype(bool)
@@ -49,6 +88,111 @@ def brats_dice(truth_index: np.ndarray, prediction_index: np.ndarray) -> dict[st
   """Dice of the whole tumour, tumour core and enhancing tumour from class-index volumes."""
   return {name: dice(np.isin(truth_index, idx), np.isin(prediction_index, idx))
           for name, idx in REGIONS.items()}
+
+
+# Label values of each BraTS region per label convention (BraTS 2017-2021: enhancing = 4; 2023+: 3).
+LABEL_REGIONS = {
+    'brats2021': {'WT': (1, 2, 4), 'TC': (1, 4), 'ET': (4,)},
+    'brats2023': {'WT': (1, 2, 3), 'TC': (1, 3), 'ET': (3,)},
+}
+HD95_EMPTY_MM = 373.13  # BraTS's value when exactly one of truth and prediction is empty
+
+
+def brats_dice_labels(truth: np.ndarray, prediction: np.ndarray,
+                      convention: str = 'brats2021') -> dict[str, float]:
+  """Dice of WT, TC and ET from label-value volumes in ``convention`` (`LABEL_REGIONS`)."""
+  return {name: dice(np.isin(truth, v), np.isin(prediction, v))
+          for name, v in LABEL_REGIONS[convention].items()}
+
+
+def _surface(mask: np.ndarray) -> np.ndarray:
+  return mask & ~ndimage.binary_erosion(mask, ndimage.generate_binary_structure(mask.ndim, 1))
+
+
+def hd95(truth: np.ndarray, prediction: np.ndarray, spacing: tuple[float, ...]) -> float:
+  """95th percentile of the symmetric surface distances in mm (as MedPy's ``hd95``: the distances of
+  each surface voxel of one mask to the other mask's surface, both directions pooled). 0 when both
+  masks are empty, `HD95_EMPTY_MM` when one is."""
+  t, p = truth.astype(bool), prediction.astype(bool)
+  if not t.any() and not p.any():
+    return 0.0
+  if not t.any() or not p.any():
+    return HD95_EMPTY_MM
+  st, sp = _surface(t), _surface(p)
+  to_p = ndimage.distance_transform_edt(~sp, sampling=spacing)
+  to_t = ndimage.distance_transform_edt(~st, sampling=spacing)
+  return float(np.percentile(np.concatenate([to_p[st], to_t[sp]]), 95))
+
+
+def brats_hd95(truth_index: np.ndarray, prediction_index: np.ndarray,
+               spacing: tuple[float, ...]) -> dict[str, float]:
+  """`hd95` of the whole tumour, tumour core and enhancing tumour from class-index volumes."""
+  return {name: hd95(np.isin(truth_index, idx), np.isin(prediction_index, idx), spacing)
+          for name, idx in REGIONS.items()}
+
+
+# MS lesions (Sec. III-C): 18-connected components; sizes in voxels.
+CONNECTIVITY_18 = ndimage.generate_binary_structure(3, 2)
+LESION_BINS = {'all': (3, None), 'small': (3, 10), 'medium': (11, 50), 'large': (51, None)}
+MIN_CANDIDATE = 3
+
+
+def lesion_detection(truth: np.ndarray, prediction: np.ndarray) -> dict[str, dict[str, int]]:
+  """Lesion-level counts ``{bin: {'tp', 'fn', 'fp'}}`` for the `LESION_BINS` (truth lesions of 1-2
+  voxels are not counted).
+
+  A truth lesion is detected (TP, else FN) when the prediction grown by its 18-neighbourhood covers
+  at least 3, or more than 50 %, of its voxels; it falls in the bin of its own size. A predicted
+  lesion of at least 3 voxels that, grown by its 18-neighbourhood, touches no truth voxel is a FP, in
+  the bin of its size. Counts add over cases; `rates` turns them into TPR and FDR.
+  """
+  t, p = truth.astype(bool), prediction.astype(bool)
+  t_label, _ = ndimage.label(t, CONNECTIVITY_18)
+  p_label, _ = ndimage.label(p, CONNECTIVITY_18)
+  t_size = np.bincount(t_label.ravel())[1:]
+  covered = np.bincount(t_label[ndimage.binary_dilation(p, CONNECTIVITY_18)],
+                        minlength=t_size.size + 1)[1:]
+  detected = (covered >= 3) | (covered > 0.5 * t_size)
+  p_size = np.bincount(p_label.ravel())[1:]
+  touches = np.bincount(p_label[ndimage.binary_dilation(t, CONNECTIVITY_18)],
+                        minlength=p_size.size + 1)[1:] > 0
+  false = (p_size >= MIN_CANDIDATE) & ~touches
+  counts = {}
+  for name, (lo, hi) in LESION_BINS.items():
+    in_bin = lambda size: (size >= lo) & (size <= (hi if hi is not None else np.inf))
+    counts[name] = {'tp': int((detected & in_bin(t_size)).sum()),
+                    'fn': int((~detected & in_bin(t_size)).sum()),
+                    'fp': int((false & in_bin(p_size)).sum())}
+  return counts
+
+
+def rates(counts: dict[str, int]) -> tuple[float, float]:
+  """``(TPR, FDR) = (TP / (TP + FN), FP / (FP + TP))``; 0 where a denominator is 0."""
+  tp, fn, fp = counts['tp'], counts['fn'], counts['fp']
+  return (tp / (tp + fn) if tp + fn else 0.0, fp / (fp + tp) if fp + tp else 0.0)
+
+
+def lesion_roc(truths: list[np.ndarray], probabilities: list[np.ndarray],
+               thresholds: np.ndarray) -> dict[str, np.ndarray]:
+  """ROC as TPR vs FDR over ``thresholds`` (prediction = probability >= threshold), counts pooled
+  over the cases. Returns ``{bin: [T, 2]}`` rows ``(TPR, FDR)`` per threshold."""
+  curves = {name: np.zeros((len(thresholds), 2)) for name in LESION_BINS}
+  for i, threshold in enumerate(thresholds):
+    total = {name: {'tp': 0, 'fn': 0, 'fp': 0} for name in LESION_BINS}
+    for truth, prob in zip(truths, probabilities):
+      for name, c in lesion_detection(truth, prob >= threshold).items():
+        for k, v in c.items():
+          total[name][k] += v
+    for name in LESION_BINS:
+      curves[name][i] = rates(total[name])
+  return curves
+
+
+def tpr_at_fdr(curve: np.ndarray, fdr: float = 0.2) -> float:
+  """TPR at ``fdr`` on a ``[T, 2]`` (TPR, FDR) curve, linearly interpolated between its points
+  sorted by FDR (the TPR of the nearest end outside the curve's FDR range)."""
+  order = np.lexsort((curve[:, 0], curve[:, 1]))
+  return float(np.interp(fdr, curve[order, 1], curve[order, 0]))
 
 
 def synthesis_metrics(truth: np.ndarray, prediction: np.ndarray, brain: np.ndarray,
