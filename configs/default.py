@@ -26,6 +26,7 @@ def get_config() -> ml_collections.ConfigDict:
       {k: '' for k in ('t1', 't1ce', 't2', 'flair', 'seg')})  # 'custom': file pattern per
   #   modality relative to the case folder, e.g. '{case}_T1w.nii.gz' or 'anat/*_T1w.nii.gz'
   config.data.custom_labels = (0, 1, 2, 4)  # 'custom': label values, background first
+  config.data.modalities = ('t1', 't1ce', 't2', 'flair')  # the sequences a case has
   config.data.target = 'flair'  # the missing sequence to synthesize: t1 | t1ce | t2 | flair
   config.data.inputs = ()  # () = every modality but the target (all four for snet)
   config.data.complementary = ''  # '' = the paper's: t1<-t1ce, t2<-flair, t1ce<-t1, flair<-t2
@@ -39,6 +40,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic_cases = 20  # cases generated when data_dir is ''
   config.data.synthetic_shape = (240, 240, 155)
   config.data.synthetic_layout = 'brats2021'
+  config.data.synthetic_pathology = 'glioma'  # 'glioma' (BraTS-like) | 'ms' (white-matter lesions,
+  #   T1/T2/FLAIR/PD at 1 x 1 x 3 mm: set data.modalities and model.num_classes=2 to match)
 
   config.loss = ml_collections.ConfigDict()
   config.loss.lambda_synthesis = 1.0  # lambda1 (eq. 4)

@@ -1,4 +1,5 @@
-"""Per-case evaluation: PSNR/SSIM of the synthesis (brain, tumour) and BraTS Dice (WT/TC/ET)."""
+"""Per-case evaluation: PSNR/SSIM (eq. 5 and windowed) of the synthesis (brain, tumour), BraTS Dice
+and HD95 in mm (WT/TC/ET)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from rsnet_jax import metrics
 from rsnet_jax import predict
 from rsnet_jax import report
 from rsnet_jax.data import layouts
+from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
 
 
@@ -23,7 +25,7 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
   fn = jax.jit(functools.partial(predict.forward, apply_fn=apply_fn, num_mc_samples=0))
   per_case = {}
   for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):
-    example, _ = pipeline.load_case(case, task)
+    example, meta = pipeline.load_case(case, task)
     out = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, pipeline.network_inputs(example),
                                                       None))
     brain = example['brain'] > 0
@@ -36,5 +38,7 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
       valid = example['valid'] > 0
       pred = np.where(valid, np.argmax(out['probabilities'], -1), 0)
       row.update({f'dice_{k}': v for k, v in metrics.brats_dice(example['labels'], pred).items()})
+      row.update({f'hd95_{k}': v for k, v in metrics.brats_hd95(
+          example['labels'], pred, orientation.spacing(meta.affine)).items()})
     per_case[case.case_id] = row
   return report.write_tables(per_case, out_dir, name)

@@ -26,6 +26,7 @@ import jax
 from ml_collections import config_flags
 
 from rsnet_jax import evaluate
+from rsnet_jax import experiments
 from rsnet_jax import predict
 from rsnet_jax import report
 from rsnet_jax import resilience
@@ -127,7 +128,9 @@ def run(config, workdir: str, mode: str) -> None:
   resilience.check_workdir(workdir)
   logging.info('jax devices: %s', jax.devices())
   task = pipeline.Task.from_config(config)
-  if mode == 'train':
+  if mode == 'train' and config.get('experiment'):
+    experiments.run(config, workdir)
+  elif mode == 'train':
     train.preflight(config, workdir, task)
     splits = pipeline.dataset_splits(config, workdir, task)
     train.train_and_evaluate(config, workdir, splits)

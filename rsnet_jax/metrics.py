@@ -197,8 +197,10 @@ def tpr_at_fdr(curve: np.ndarray, fdr: float = 0.2) -> float:
 
 def synthesis_metrics(truth: np.ndarray, prediction: np.ndarray, brain: np.ndarray,
                       tumour: np.ndarray) -> dict[str, float]:
-  """PSNR and global SSIM over the brain and inside the tumour."""
+  """PSNR, global SSIM (eq. 5) and windowed SSIM over the brain and inside the tumour."""
   return {'psnr_brain': psnr(truth, prediction, brain),
           'ssim_brain': ssim_global(truth, prediction, brain),
+          'ssim_windowed_brain': ssim_windowed(truth, prediction, brain),
           'psnr_tumour': psnr(truth, prediction, tumour),
-          'ssim_tumour': ssim_global(truth, prediction, tumour)}
+          'ssim_tumour': ssim_global(truth, prediction, tumour),
+          'ssim_windowed_tumour': ssim_windowed(truth, prediction, tumour)}

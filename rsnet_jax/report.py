@@ -167,6 +167,44 @@ def reliability_plot(bins: dict[str, np.ndarray], ece: float, path: str) -> None
   _save(fig, path)
 
 
+def grouped_bars(rows: dict[str, dict[str, dict[str, float]]], metrics: list[str],
+                 labels: list[str], path: str, title: str = '') -> None:
+  """Bars of ``rows[row][metric]['mean']`` with ``std`` whiskers: a group per row, a colour per
+  metric (shown as ``labels``)."""
+  names = list(rows)
+  width = 0.8 / len(metrics)
+  fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.6))
+  x = np.arange(len(names))
+  for j, (metric, label) in enumerate(zip(metrics, labels)):
+    means = [rows[n][metric]['mean'] for n in names]
+    stds = [rows[n][metric]['std'] for n in names]
+    ax.bar(x + (j - (len(metrics) - 1) / 2) * width, means, width, yerr=stds, capsize=2,
+           label=label)
+  ax.set_xticks(x, names, rotation=30, ha='right', fontsize=8)
+  ax.legend(fontsize=8)
+  if title:
+    ax.set_title(title, fontsize=10)
+  _save(fig, path)
+
+
+def roc_panels(curves: dict[str, dict[str, np.ndarray]], panels: list[str], path: str,
+               title: str = '') -> None:
+  """TPR against FDR: a panel per lesion-size bin, a line per model; ``curves[model][bin]`` is
+  ``[T, 2]`` rows (TPR, FDR) over thresholds (as `metrics.lesion_roc` gives)."""
+  colors = ['tab:red', 'tab:blue', 'gold', 'tab:green']
+  fig, axes = plt.subplots(2, (len(panels) + 1) // 2, figsize=(7.0, 6.0), squeeze=False)
+  for ax, panel in zip(axes.ravel(), panels):
+    for color, (model, bins) in zip(colors, curves.items()):
+      c = bins[panel][np.argsort(bins[panel][:, 1], kind='stable')]
+      ax.plot(c[:, 1], c[:, 0], '.-', color=color, label=model)
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel='FDR', ylabel='TPR', title=f'{panel} lesions')
+    ax.axvline(0.2, color='gray', lw=0.5, ls=':')
+    ax.legend(fontsize=7, loc='lower right')
+  if title:
+    fig.suptitle(title, fontsize=10)
+  _save(fig, path)
+
+
 def _save(fig, path: str) -> None:
   fig.tight_layout()
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)

@@ -83,3 +83,10 @@ def test_predict_on_a_reoriented_case_gives_the_same_voxels_on_its_own_grid(tiny
                                                 nib.orientations.axcodes2ornt(('A', 'R', 'I')),
                                                 nib.orientations.axcodes2ornt(orientation.CANONICAL)))
   np.testing.assert_array_equal(back, np.asarray(outputs['lps'].dataobj))
+
+
+def test_spacing_follows_the_axes_to_the_canonical_order():
+  affine = np.array([[0, 0, -3.0, 0], [1.5, 0, 0, 0], [0, 2.0, 0, 0], [0, 0, 0, 1]])
+  # File axis 0 runs along y (A/P), 1 along z (S), 2 along -x (L): canonical (L, P, S) = 3, 1.5, 2.
+  assert orientation.spacing(affine) == (3.0, 1.5, 2.0)
+  assert orientation.spacing(np.diag([-1.0, -1.0, 2.5, 1])) == (1.0, 1.0, 2.5)

@@ -73,3 +73,27 @@ def test_cli_writes_cases(tmp_path):
   synthetic.main(['--out', str(tmp_path), '--num-cases', '1', '--shape', '16,16,16',
                   '--layout', 'brats2023'])
   assert os.listdir(tmp_path) == ['BraTS-GLI-00000-000']
+
+
+def test_ms_cases_have_lesions_of_every_size_bin_bright_in_flair_t2_pd(tmp_path):
+  from scipy import ndimage  # pylint: disable=g-import-not-at-top
+  sizes = []
+  for seed in range(4):
+    case = synthetic.generate_case(seed, (90, 108, 30), 'ms')
+    assert list(case.images) == ['t1', 't2', 'flair', 'pd']
+    assert set(np.unique(case.seg)) == {0, 1}
+    np.testing.assert_allclose(np.abs(np.diag(case.affine))[:3], [2.0, 2.0, 6.0])
+    lesion, wm = case.tissue == synthetic.LESION, case.tissue == synthetic.WM
+    for modality in ('flair', 't2', 'pd'):
+      assert case.images[modality][lesion].mean() > 1.1 * case.images[modality][wm].mean()
+    assert case.images['t1'][lesion].mean() < case.images['t1'][wm].mean()
+    labels, _ = ndimage.label(case.seg, ndimage.generate_binary_structure(3, 2))
+    sizes += np.bincount(labels.ravel())[1:].tolist()
+  sizes = np.array(sizes)
+  assert ((sizes >= 3) & (sizes <= 10)).any() and ((sizes >= 11) & (sizes <= 50)).any()
+  assert (sizes >= 51).any()
+  dirs = synthetic.generate_dataset(str(tmp_path), 1, seed=0, shape=(24, 24, 16), pathology='ms')
+  assert sorted(os.listdir(dirs[0])) == [f'MS_00000_{k}.nii.gz' for k in
+                                         ('flair', 'pd', 'seg', 't1', 't2')]
+  (case,) = layouts.discover(str(tmp_path))
+  assert not layouts.validate(case, layouts.MS_MODALITIES + ('seg',))

@@ -1,7 +1,8 @@
 """Case folder layouts: where each file of a case is, label conventions, discovery and validation.
 
 Built in, recognised automatically (``data.layout = 'auto'``), relative to each case folder:
-  ``brats2021`` (BraTS 2017-2021): ``<case>_{t1,t1ce,t2,flair,seg}.nii.gz``, labels 0/1/2/4.
+  ``brats2021`` (BraTS 2017-2021): ``<case>_{t1,t1ce,t2,flair,seg}.nii.gz``, labels 0/1/2/4 (and
+      ``<case>_pd.nii.gz`` for PD-weighted images, as the synthetic MS cases have).
   ``brats2023`` (BraTS 2023+ / BraSyn): ``<case>-{t1n,t1c,t2w,t2f,seg}.nii.gz``, labels 0/1/2/3.
   ``brats2015``: ``VSD.Brain.XX.O.MR_{T1,T1c,T2,Flair}.<id>/*.mha`` and ``VSD.Brain_*.XX.O.OT.<id>/
       *.mha``, labels 0-4, where 3 (non-enhancing core) is read as 1, as BraTS 2017 merged them.
@@ -29,8 +30,9 @@ from rsnet_jax.data import itk
 from rsnet_jax.data import nifti
 from rsnet_jax.errors import UserError
 
-MODALITIES = ('t1', 't1ce', 't2', 'flair')
-KEYS = MODALITIES + ('seg',)
+MODALITIES = ('t1', 't1ce', 't2', 'flair')  # BraTS's four
+MS_MODALITIES = ('t1', 't2', 'flair', 'pd')  # the MS protocol's (Sec. III-C), pd = PD-weighted
+KEYS = MODALITIES + ('pd', 'seg')
 AFFINE_TOLERANCE_MM = 1e-3
 SEARCH_DEPTH = 3
 VSD_NAMES = {'t1': 'MR_T1', 't1ce': 'MR_T1c', 't2': 'MR_T2', 'flair': 'MR_Flair', 'seg': 'OT'}
@@ -77,7 +79,7 @@ class Layout:
 LAYOUTS = {
     'brats2021': Layout('brats2021', {k: f'{{case}}_{k}.nii.gz' for k in KEYS}, (0, 1, 2, 4)),
     'brats2023': Layout('brats2023', {k: f'{{case}}-{s}.nii.gz' for k, s in zip(
-        KEYS, ('t1n', 't1c', 't2w', 't2f', 'seg'))}, (0, 1, 2, 3)),
+        MODALITIES + ('seg',), ('t1n', 't1c', 't2w', 't2f', 'seg'))}, (0, 1, 2, 3)),
     'brats2015': Layout('brats2015', {k: f'*.{v}.*/*.{v}.*.mha' for k, v in VSD_NAMES.items()},
                         (0, 1, 2, 4), merged={3: 1}),
 }

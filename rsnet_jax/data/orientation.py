@@ -36,3 +36,12 @@ def canonical_affine(affine: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
   """The affine of the volume after `apply(volume, to_canonical(affine))` (same world points)."""
   transform = to_canonical(affine)
   return affine @ nib.orientations.inv_ornt_aff(transform, shape[:3])
+
+
+def spacing(affine: np.ndarray) -> tuple[float, float, float]:
+  """Voxel size in mm along the canonical axes of a volume stored with ``affine``."""
+  sizes = np.linalg.norm(np.asarray(affine)[:3, :3], axis=0)
+  out = [0.0] * 3
+  for axis, (canonical_axis, _) in enumerate(to_canonical(affine)):
+    out[int(canonical_axis)] = float(sizes[axis])
+  return tuple(out)

@@ -45,9 +45,10 @@ class Task:
   def from_config(cls, config: ml_collections.ConfigDict) -> Task:
     variant = config.model.variant
     target = None if variant == 'snet' else config.data.target
-    if target is not None and target not in layouts.MODALITIES:
-      raise UserError(f'data.target must be one of {layouts.MODALITIES}, got {target!r}')
-    inputs = tuple(config.data.inputs) or tuple(m for m in layouts.MODALITIES if m != target)
+    modalities = tuple(config.data.get('modalities', layouts.MODALITIES))
+    if target is not None and target not in modalities:
+      raise UserError(f'data.target must be one of data.modalities {modalities}, got {target!r}')
+    inputs = tuple(config.data.inputs) or tuple(m for m in modalities if m != target)
     if target in inputs:
       raise UserError(f'data.inputs {inputs} must not contain the target {target!r}')
     complementary = None
@@ -199,7 +200,8 @@ def dataset_cases(config: ml_collections.ConfigDict, workdir: str, task: Task,
       logging.info('generating %d synthetic cases %s into %s', config.data.synthetic_cases,
                    tuple(config.data.synthetic_shape), data_dir)
       synthetic.generate_dataset(data_dir, config.data.synthetic_cases, config.seed,
-                                 config.data.synthetic_layout, tuple(config.data.synthetic_shape))
+                                 config.data.synthetic_layout, tuple(config.data.synthetic_shape),
+                                 config.data.get('synthetic_pathology', 'glioma'))
       open(done, 'w').close()
   cases = layouts.discover(data_dir, layouts.from_config(config.data))
   valid, problems = layouts.validate_all(cases, task.required_files(with_target, with_seg),

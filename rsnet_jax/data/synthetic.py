@@ -11,8 +11,9 @@ The field of view is always BraTS-sized (240 x 240 x 155 mm); ``shape`` sets the
 small grid means coarse voxels. Deterministic by seed.
 
 CLI: ``python -m rsnet_jax.data.synthetic --out DIR --num-cases N --seed S
-[--layout brats2021|brats2023|brats2015] [--shape X,Y,Z]`` (``brats2015`` writes ``.mha`` files in
-VSD folders and needs SimpleITK: ``pip install 'rsnet_jax[mha]'``).
+[--layout brats2021|brats2023|brats2015] [--shape X,Y,Z] [--pathology glioma|ms]`` (``brats2015``
+writes ``.mha`` files in VSD folders and needs SimpleITK: ``pip install 'rsnet_jax[mha]'``; ``ms``
+writes T1, T2, FLAIR and PD with white-matter lesions labelled 1, in the brats2021 naming).
 """
 
 from __future__ import annotations
@@ -27,20 +28,29 @@ from scipy import ndimage
 from rsnet_jax.data import itk
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
+from rsnet_jax.errors import UserError
 
 FIELD_OF_VIEW_MM = (240.0, 240.0, 155.0)
 BRATS_SHAPE = (240, 240, 155)
+# MS cases (Sec. III-C): an MNI-like box; the default grid gives the paper's 1 x 1 x 3 mm voxels.
+MS_FIELD_OF_VIEW_MM = (180.0, 216.0, 180.0)
+MS_SHAPE = (180, 216, 60)
+PATHOLOGIES = {'glioma': ('t1', 't1ce', 't2', 'flair'), 'ms': ('t1', 't2', 'flair', 'pd')}
 
 # Tissue classes of the anatomical model (not the BraTS labels).
-BG, CSF, GM, WM, NECROSIS, EDEMA, ENHANCING = range(7)
+BG, CSF, GM, WM, NECROSIS, EDEMA, ENHANCING, LESION = range(8)
 
-# Mean intensity of each tissue per modality, arbitrary units ~[0, 1] (BG, CSF, GM, WM, NEC, ED, ET).
+# Mean intensity of each tissue per modality, arbitrary units ~[0, 1]
+# (BG, CSF, GM, WM, NEC, ED, ET, MS lesion).
 _CONTRAST = {
-    't1': (0.0, 0.22, 0.55, 0.80, 0.20, 0.45, 0.50),
-    't1ce': (0.0, 0.20, 0.55, 0.78, 0.22, 0.47, 1.00),
-    't2': (0.0, 1.00, 0.60, 0.38, 0.90, 0.82, 0.62),
-    'flair': (0.0, 0.10, 0.55, 0.40, 0.55, 0.95, 0.75),
+    't1': (0.0, 0.22, 0.55, 0.80, 0.20, 0.45, 0.50, 0.55),
+    't1ce': (0.0, 0.20, 0.55, 0.78, 0.22, 0.47, 1.00, 0.57),
+    't2': (0.0, 1.00, 0.60, 0.38, 0.90, 0.82, 0.62, 0.80),
+    'flair': (0.0, 0.10, 0.55, 0.40, 0.55, 0.95, 0.75, 0.90),
+    'pd': (0.0, 0.80, 0.78, 0.62, 0.85, 0.85, 0.80, 0.92),
 }
+# MS lesion sizes drawn per lesion: (probability, voxels low, voxels high), the paper's size bins.
+_LESION_SIZES = ((0.5, 3, 10), (0.3, 11, 50), (0.2, 51, 300))
 # BraTS labels of the tumour tissues in the 2017-2021 convention (2023 maps 4 -> 3).
 _TISSUE_TO_LABEL = {NECROSIS: 1, EDEMA: 2, ENHANCING: 4}
 
@@ -67,12 +77,33 @@ def _ellipsoid_distance(grid: np.ndarray, center: np.ndarray, radii: np.ndarray)
   return np.sqrt((d**2).sum(0))
 
 
-def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE) -> Case:
-  """Generates one case on a ``shape`` voxel grid covering the BraTS field of view."""
+def _add_lesions(rng: np.random.Generator, tissue: np.ndarray) -> None:
+  """Scatters 8-19 MS lesions (ellipsoids in voxel units, so their voxel counts span the paper's
+  size bins on any grid) over the white matter of ``tissue``, in place."""
+  wm = np.argwhere(tissue == WM)
+  index = np.stack(np.meshgrid(*[np.arange(n) for n in tissue.shape], indexing='ij'), -1)
+  for _ in range(int(rng.integers(8, 20))):
+    p = np.array([b[0] for b in _LESION_SIZES])
+    _, low, high = _LESION_SIZES[rng.choice(len(p), p=p)]
+    volume = rng.uniform(low, high)
+    radii = (3 * volume / (4 * np.pi))**(1 / 3) * rng.uniform(0.75, 1.3, 3)
+    center = wm[rng.integers(len(wm))] + rng.uniform(-0.5, 0.5, 3)
+    inside = (((index - center) / radii)**2).sum(-1) < 1.0
+    tissue[inside & (tissue != BG) & (tissue != CSF)] = LESION
+
+
+def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE,
+                  pathology: str = 'glioma') -> Case:
+  """Generates one case on a ``shape`` voxel grid covering the BraTS field of view (``glioma``: a
+  tumour, BraTS's four sequences) or an MNI-like box (``ms``: white-matter lesions labelled 1, T1,
+  T2, FLAIR and PD)."""
+  if pathology not in PATHOLOGIES:
+    raise ValueError(f'pathology must be one of {sorted(PATHOLOGIES)}, got {pathology!r}')
   rng = np.random.default_rng(seed)
   shape = tuple(int(s) for s in shape)
-  spacing = np.array(FIELD_OF_VIEW_MM) / np.array(shape)
-  axes = [(np.arange(n) + 0.5) * s - f / 2 for n, s, f in zip(shape, spacing, FIELD_OF_VIEW_MM)]
+  fov = FIELD_OF_VIEW_MM if pathology == 'glioma' else MS_FIELD_OF_VIEW_MM
+  spacing = np.array(fov) / np.array(shape)
+  axes = [(np.arange(n) + 0.5) * s - f / 2 for n, s, f in zip(shape, spacing, fov)]
   grid = np.stack(np.meshgrid(*axes, indexing='ij'))  # [3, X, Y, Z] mm from the centre
   noise_sigma = 12.0 / spacing.mean()  # ~12 mm correlation length
 
@@ -92,28 +123,19 @@ def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE) -> Case:
     vr = np.array([6.0, 22.0, 9.0]) * rng.uniform(0.8, 1.3)
     tissue[_ellipsoid_distance(grid, c, vr) < 1.0] = CSF
 
-  # Tumour: edema > enhancing rim > necrotic core, irregular, somewhere inside the white matter.
-  core_radius = rng.uniform(10.0, 22.0)
-  direction = rng.standard_normal(3)
-  offset = direction / np.linalg.norm(direction) * rng.uniform(0.15, 0.55)
-  tc = brain_center + offset * brain_radii  # inside the inner half of the brain
-  tumour_r = _ellipsoid_distance(grid, tc, core_radius * rng.uniform(0.75, 1.25, 3))
-  tumour_r = tumour_r + 0.15 * _smooth_noise(rng, shape, noise_sigma / 2)
-  inside_brain = r < 0.98
-  edema_extent = rng.uniform(1.5, 2.4)
-  tissue[(tumour_r < edema_extent) & inside_brain & (tissue != BG)] = EDEMA
-  tissue[(tumour_r < 1.0) & inside_brain] = ENHANCING
-  necrosis_frac = rng.uniform(0.0, 0.7)  # some low-grade-like cases have (almost) no necrosis
-  tissue[(tumour_r < necrosis_frac) & inside_brain] = NECROSIS
-
+  if pathology == 'ms':
+    _add_lesions(rng, tissue)
+  else:
+    _add_tumour(rng, tissue, grid, r, brain_center, brain_radii, noise_sigma)
   seg = np.zeros(shape, np.uint8)
-  for t, label in _TISSUE_TO_LABEL.items():
+  for t, label in (_TISSUE_TO_LABEL if pathology == 'glioma' else {LESION: 1}).items():
     seg[tissue == t] = label
 
   texture = 0.04 * _smooth_noise(rng, shape, noise_sigma / 4)  # shared anatomy texture
   brain = tissue != BG
   images = {}
-  for modality, contrast in _CONTRAST.items():
+  for modality in PATHOLOGIES[pathology]:
+    contrast = _CONTRAST[modality][:LESION + (pathology == 'ms')]  # (glioma draws as it always did)
     levels = np.array(contrast) * rng.uniform(0.85, 1.15, len(contrast))  # per-case contrast
     img = levels[tissue] * (1.0 + texture)
     img = ndimage.gaussian_filter(img, 0.6)  # partial volume
@@ -128,6 +150,24 @@ def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE) -> Case:
   affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
   affine[:3, 3] = [spacing[0] * (shape[0] - 1), spacing[1] * (shape[1] - 1), 0.0]
   return Case(images=images, seg=seg, tissue=tissue, affine=affine)
+
+
+def _add_tumour(rng, tissue, grid, r, brain_center, brain_radii, noise_sigma) -> None:
+  """A glioma in ``tissue`` (in place): edema > enhancing rim > necrotic core, irregular, inside
+  the inner half of the brain (``r``: the normalised brain radius per voxel)."""
+  shape = tissue.shape
+  core_radius = rng.uniform(10.0, 22.0)
+  direction = rng.standard_normal(3)
+  offset = direction / np.linalg.norm(direction) * rng.uniform(0.15, 0.55)
+  tc = brain_center + offset * brain_radii  # inside the inner half of the brain
+  tumour_r = _ellipsoid_distance(grid, tc, core_radius * rng.uniform(0.75, 1.25, 3))
+  tumour_r = tumour_r + 0.15 * _smooth_noise(rng, shape, noise_sigma / 2)
+  inside_brain = r < 0.98
+  edema_extent = rng.uniform(1.5, 2.4)
+  tissue[(tumour_r < edema_extent) & inside_brain & (tissue != BG)] = EDEMA
+  tissue[(tumour_r < 1.0) & inside_brain] = ENHANCING
+  necrosis_frac = rng.uniform(0.0, 0.7)  # some low-grade-like cases have (almost) no necrosis
+  tissue[(tumour_r < necrosis_frac) & inside_brain] = NECROSIS
 
 
 def write_case(case: Case, case_dir: str, case_id: str, layout: str, vsd_id: int = 0) -> None:
@@ -148,16 +188,20 @@ def write_case(case: Case, case_dir: str, case_id: str, layout: str, vsd_id: int
 
 
 def generate_dataset(out_dir: str, num_cases: int, seed: int, layout: str = 'brats2021',
-                     shape: tuple[int, int, int] = BRATS_SHAPE) -> list[str]:
+                     shape: tuple[int, int, int] = BRATS_SHAPE,
+                     pathology: str = 'glioma') -> list[str]:
   """Writes ``num_cases`` cases under ``out_dir``; returns their folders. Case ``i`` uses seed
-  ``seed * 100003 + i``, so a dataset is a prefix of any larger one with the same seed."""
+  ``seed * 100003 + i``, so a dataset is a prefix of any larger one with the same seed. MS cases
+  (``pathology='ms'``) are written in the ``brats2021`` naming, with ``<case>_pd.nii.gz``."""
+  if pathology == 'ms' and layout != 'brats2021':
+    raise UserError(f"synthetic MS cases are written in the brats2021 layout, not {layout!r}")
   names = {'brats2021': 'BraTS2021_{:05d}', 'brats2023': 'BraTS-GLI-{:05d}-000',
            'brats2015': 'brats_synth_pat{:04d}_1'}
   dirs = []
   for i in range(num_cases):
-    case_id = names[layout].format(i)
+    case_id = names[layout].format(i) if pathology == 'glioma' else f'MS_{i:05d}'
     case_dir = os.path.join(out_dir, case_id)
-    write_case(generate_case(seed * 100003 + i, shape), case_dir, case_id, layout,
+    write_case(generate_case(seed * 100003 + i, shape, pathology), case_dir, case_id, layout,
                vsd_id=50000 + 5 * i)
     dirs.append(case_dir)
   return dirs
@@ -176,10 +220,14 @@ def main(argv: list[str] | None = None) -> None:
   parser.add_argument('--num-cases', type=int, default=10)
   parser.add_argument('--seed', type=int, default=0)
   parser.add_argument('--layout', choices=sorted(layouts.LAYOUTS), default='brats2021')
-  parser.add_argument('--shape', type=_parse_shape, default=BRATS_SHAPE,
-                      help='voxel grid X,Y,Z (default 240,240,155 = BraTS at 1 mm)')
+  parser.add_argument('--shape', type=_parse_shape, default=None,
+                      help='voxel grid X,Y,Z (default 240,240,155 = BraTS at 1 mm; for ms '
+                      '180,216,60 = 1 x 1 x 3 mm)')
+  parser.add_argument('--pathology', choices=sorted(PATHOLOGIES), default='glioma')
   args = parser.parse_args(argv)
-  for d in generate_dataset(args.out, args.num_cases, args.seed, args.layout, args.shape):
+  shape = args.shape or (BRATS_SHAPE if args.pathology == 'glioma' else MS_SHAPE)
+  for d in generate_dataset(args.out, args.num_cases, args.seed, args.layout, shape,
+                            args.pathology):
     print(d)
 
 

@@ -1,0 +1,114 @@
+"""The paper's protocols: cross-validation folds, the swap tables, and both experiments end to end
+through the command line at tiny size."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from rsnet_jax import experiments
+from rsnet_jax.errors import UserError
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = ['--config.model.base_filters=2', '--config.model.num_levels=2',
+        '--config.data.synthetic_shape=(16,16,16)', '--config.data.crop_shape=()',
+        '--config.train.num_epochs=1', '--config.train.log_every_steps=1']
+
+
+def _experiment(tmp_path, table, *args):
+  """Runs ``configs/experiments/<table>.py`` at tiny size; returns its workdir."""
+  workdir = tmp_path / table
+  cmd = [sys.executable, '-m', 'rsnet_jax.main', '--config', f'configs/experiments/{table}.py',
+         '--workdir', str(workdir), *TINY, *args]
+  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
+  result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
+  assert result.returncode == 0, result.stderr[-3000:]
+  return workdir
+
+
+def test_folds_are_disjoint_and_cover_the_test_cases():
+  cases = [f'case{i:02d}' for i in range(54)]
+
+  class Case(str):
+    case_id = property(str.__str__)
+
+  cases = [Case(c) for c in cases]
+  folds = experiments.folds(cases, 5, 6, 6, seed=0)
+  assert len(folds) == 5
+  tested = []
+  for fold in folds:
+    sizes = {k: len(v) for k, v in fold.items()}
+    assert sizes == {'test': 6, 'val': 6, 'train': 42}  # the paper's 42 / 6 / 6
+    assert not set(fold['test']) & set(fold['val'])
+    assert set(fold['train']) == set(cases) - set(fold['test']) - set(fold['val'])
+    tested += fold['test']
+  assert len(set(tested)) == 30  # each fold tests other cases
+  assert experiments.folds(cases, 5, 6, 6, seed=0) == folds
+  assert experiments.folds(cases, 5, 6, 6, seed=1) != folds
+  with pytest.raises(UserError, match='cannot give 5 folds'):
+    experiments.folds(cases[:20], 5, 6, 6, seed=0)
+
+
+def test_swap_table_marks_each_row_like_the_paper():
+  stat = {'mean': 0.5, 'std': 0.1}
+  row = {k: stat for k in ('dice_ET', 'dice_WT', 'dice_TC', 'hd95_ET', 'hd95_WT', 'hd95_TC')}
+  summary = {'real': row, 't1ce RS-Net': row, 't1ce R-Net': row, 't1ce RS-Net segmentation': row}
+  text = experiments._swap_table(summary, list(summary), 'caption', 'test', 3)  # pylint: disable=protected-access
+  body = [line for line in text.splitlines() if line.startswith('| ')][1:]
+  assert [line.split(' | ')[:4] for line in body] == [
+      ['| X', 'X', 'X', 'X'], ['| X', 'X', 'X', 'RS'], ['| X', 'X', 'X', 'R'], ['| X', 'X', 'X', 'x']]
+  assert '50.0 +- 10.0 | 50.0 +- 10.0 | 50.0 +- 10.0 | 0.5 +- 0.1' in body[0]
+
+
+@pytest.mark.slow
+def test_table2_swap_protocol_end_to_end(tmp_path):
+  workdir = _experiment(tmp_path, 'table2', '--config.data.synthetic_cases=4',
+                        '--config.data.val_fraction=0.25', '--config.data.test_fraction=0.25',
+                        "--config.experiment.targets=('t1','flair')")
+  assert {'snet', 'rsnet_t1', 'rnet_t1', 'rsnet_flair', 'rnet_flair', 'table2.md', 'table3.md',
+          'table4.md', 'swap.json', 'swap_dice.png'} <= set(os.listdir(workdir))
+  record = json.loads((workdir / 'swap.json').read_text())
+  assert record['split'] == 'test' and record['cases'] == 1
+  assert set(record['summary']) == {'real', 't1 RS-Net', 't1 R-Net', 't1 RS-Net segmentation',
+                                    'flair RS-Net', 'flair R-Net', 'flair RS-Net segmentation'}
+  (case,) = record['per_case'].values()
+  assert 0 <= case['flair R-Net']['dice_WT'] <= 1 and case['flair R-Net']['psnr_brain'] > 0
+  rows = lambda name: [l for l in (workdir / name).read_text().splitlines() if l.startswith('| ')]
+  assert len(rows('table2.md')) == 1 + 1 + 2 and len(rows('table3.md')) == 1 + 1 + 4  # head, real
+  assert rows('table4.md')[-1].startswith('| X | X | x | X |')  # FLAIR: the RS-Net's own head
+
+
+@pytest.mark.slow
+def test_table1_cross_validation_end_to_end_on_brats2015_mha(tmp_path):
+  workdir = _experiment(tmp_path, 'table1', '--config.data.synthetic_cases=5',
+                        '--config.experiment.folds=2', '--config.experiment.test_cases=1',
+                        '--config.experiment.val_cases=1')
+  assert os.listdir(workdir / 'data' / 'brats_synth_pat0000_1')[0].startswith('VSD.Brain')
+  record = json.loads((workdir / 'crossval.json').read_text())
+  assert set(record['summary']) == {'t2', 'flair'}
+  assert len(record['per_case']['t2']) == 2  # one test case per fold
+  assert sorted(r['fold'] for r in record['per_case']['t2'].values()) == [0, 1]
+  table = (workdir / 'table1.md').read_text()
+  assert '| T2 |' in table and '| FLAIR |' in table and '2-fold cross-validation' in table
+
+
+@pytest.mark.slow
+def test_table5_lesion_protocol_end_to_end_on_ms_cases(tmp_path):
+  workdir = _experiment(tmp_path, 'table5', '--config.data.synthetic_cases=4',
+                        '--config.data.val_fraction=0.25', '--config.data.test_fraction=0.25',
+                        "--config.experiment.targets=('flair',)")
+  assert {'snet', 'rsnet_flair', 'rnet_flair', 'table5.md', 'lesions.json',
+          'fig4_flair.png'} <= set(os.listdir(workdir))
+  assert sorted(os.listdir(workdir / 'data' / 'MS_00000')) == [
+      f'MS_00000_{k}.nii.gz' for k in ('flair', 'pd', 'seg', 't1', 't2')]
+  record = json.loads((workdir / 'lesions.json').read_text())
+  assert set(record['curves']) == {'real', 'flair RS-Net', 'flair R-Net',
+                                   'flair RS-Net segmentation'}
+  assert len(record['curves']['real']['small']) == len(record['thresholds']) == 19
+  for row in record['tpr_at_fdr']['flair'].values():
+    assert set(row) == {'all', 'large', 'medium', 'small'}
+    assert all(0 <= v <= 1 for v in row.values())
+  table = (workdir / 'table5.md').read_text()
+  assert '| 3 real + 1 RS-Net synthesized |' in table and 'FLAIR synthesis: Small' in table
