@@ -8,7 +8,7 @@ r"""rsnet_jax entry point.
 
 Config fields are overridden on the command line, e.g. ``--config.train.num_epochs=3``.
 Exit status: 0 done; 2 a user error (bad data, config or paths: one line per problem, ``--debug``
-shows the traceback); 3 training stopped on a non-finite loss or gradient; 75 stopped by SIGTERM or
+or ``--verbose`` shows the traceback); 3 training stopped on a non-finite loss or gradient; 75 stopped by SIGTERM or
 SIGINT after saving a checkpoint (rerun the same command to resume).
 """
 
@@ -46,6 +46,7 @@ flags.DEFINE_string('input', None, 'predict: a case folder or a folder of case f
 flags.DEFINE_string('output', None, 'predict: output folder (default WORKDIR/predictions).')
 flags.DEFINE_bool('overwrite', False, 'predict: rewrite outputs that already exist.')
 flags.DEFINE_bool('debug', False, 'Show tracebacks for user errors.')
+flags.DEFINE_alias('verbose', 'debug')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 EXIT_USER_ERROR = 2

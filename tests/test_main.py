@@ -101,3 +101,10 @@ def test_user_error_is_one_line_and_exit_code_2(tmp_path):
   assert result.returncode == 2
   assert result.stderr.strip().splitlines()[-1] == f'rsnet_jax: error: {tmp_path}/none: data folder not found'
   assert 'Traceback' not in result.stderr
+
+
+def test_verbose_shows_the_traceback_of_a_user_error(tmp_path):
+  result = _main(tmp_path / 'w', '--mode=evaluate', f'--config.data.data_dir={tmp_path}/none',
+                 '--verbose')
+  assert result.returncode != 0
+  assert 'Traceback' in result.stderr and 'data folder not found' in result.stderr
