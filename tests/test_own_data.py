@@ -377,7 +377,7 @@ def test_custom_layout_plain_names_and_flat_folder(base, tmp_path):
 @pytest.mark.parametrize('files,labels,message', [
     ({}, (0, 1, 2, 4), "data.layout='custom' needs data.custom_files"),
     ({'t1': '{subject}_T1w.nii.gz'}, (0, 1, 2, 4), r"unknown placeholder\(s\) \['subject'\]"),
-    ({'pd': '{case}_PD.nii.gz'}, (0, 1, 2, 4), 'data.custom_files.pd: unknown key'),
+    ({'dwi': '{case}_DWI.nii.gz'}, (0, 1, 2, 4), 'data.custom_files.dwi: unknown key'),
     ({'t1': '{case}_T1w.nii.gz'}, (1, 2), 'expected distinct values starting with 0'),
 ])
 def test_custom_layout_config_errors(files, labels, message):
