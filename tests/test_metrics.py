@@ -40,7 +40,7 @@ def test_dice_brats_regions_and_empty_rule():
 
 
 def test_windowed_ssim_agrees_with_scikit_image():
-  skimage_metrics = pytest.importorskip('skimage.metrics')
+  from skimage import metrics as skimage_metrics  # pylint: disable=g-import-not-at-top  (a test dependency)
   rng = np.random.default_rng(1)
   for shape in ((24, 20, 16), (13, 30, 12)):
     truth = rng.uniform(0, 3, size=shape)
