@@ -26,8 +26,7 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
   per_case = {}
   for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):
     example, meta = pipeline.load_case(case, task)
-    out = jax.tree.map(lambda a: np.asarray(a[0]), fn(params, pipeline.network_inputs(example),
-                                                      None))
+    out = predict.predict_example(fn, params, example)
     brain = example['brain'] > 0
     row = {}
     if 'synthesis' in out and 'target' in example:

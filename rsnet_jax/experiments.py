@@ -75,8 +75,7 @@ class Model:
     return pipeline.load_case(case, self.task)
 
   def __call__(self, example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    out = self._fn(self.params, pipeline.network_inputs(example), None)
-    return jax.tree.map(lambda a: np.asarray(a[0]), out)
+    return predict.predict_example(self._fn, self.params, example)
 
 
 def _full(volume: np.ndarray, meta: pipeline.CaseMeta) -> np.ndarray:

@@ -8,8 +8,8 @@ r"""rsnet_jax entry point.
 
 Config fields are overridden on the command line, e.g. ``--config.train.num_epochs=3``.
 Exit status: 0 done; 2 a user error (bad data, config or paths: one line per problem, ``--debug``
-or ``--verbose`` shows the traceback); 3 training stopped on a non-finite loss or gradient; 75 stopped by SIGTERM or
-SIGINT after saving a checkpoint (rerun the same command to resume).
+or ``--verbose`` shows the traceback); 3 training stopped on a non-finite loss or gradient; 75
+stopped by SIGTERM or SIGINT after saving a checkpoint (rerun the same command to resume).
 """
 
 from __future__ import annotations

@@ -92,11 +92,11 @@ def case_key(key: Array, case_id: str) -> Array:
   return jax.random.fold_in(key, zlib.crc32(case_id.encode()) & 0x7FFFFFFF)
 
 
-def predict_example(fn, params, example: dict[str, np.ndarray], key: Array
+def predict_example(fn, params, example: dict[str, np.ndarray], key: Array | None = None
                     ) -> dict[str, np.ndarray]:
-  """``fn`` (a jitted `forward`) on one example of `pipeline.load_case` with its case key;
-  numpy outputs without the batch axis."""
-  out = fn(params, pipeline.network_inputs(example), key[None])
+  """``fn`` (a jitted `forward`) on one example of `pipeline.load_case` with its case key (None
+  without MC dropout); numpy outputs without the batch axis."""
+  out = fn(params, pipeline.network_inputs(example), None if key is None else key[None])
   return jax.tree.map(lambda a: np.asarray(a[0]), out)
 
 
