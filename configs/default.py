@@ -54,9 +54,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.b1 = 0.9
   config.optim.b2 = 0.999
   config.optim.eps = 1e-8
+  config.optim.lr_scaling = 'none'  # larger global batches: 'none' | 'linear' | 'sqrt' (learning
+  #   rate x (global batch / base_batch_size), or its square root)
+  config.optim.base_batch_size = 1  # the global batch optim.learning_rate was tuned for
 
   config.train = ml_collections.ConfigDict()
-  config.train.batch_size = 1
+  config.train.batch_size = 1  # per device: the global batch is this x every device of every process
   config.train.num_epochs = 240
   config.train.log_every_steps = 50
   config.train.eval_every_epochs = 1

@@ -27,6 +27,7 @@ from ml_collections import config_flags
 
 from rsnet_jax import evaluate
 from rsnet_jax import experiments
+from rsnet_jax import parallel
 from rsnet_jax import predict
 from rsnet_jax import report
 from rsnet_jax import resilience
@@ -47,15 +48,26 @@ flags.DEFINE_string('output', None, 'predict: output folder (default WORKDIR/pre
 flags.DEFINE_bool('overwrite', False, 'predict: rewrite outputs that already exist.')
 flags.DEFINE_bool('debug', False, 'Show tracebacks for user errors.')
 flags.DEFINE_alias('verbose', 'debug')
+flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
+                  'jax.distributed.initialize: auto = when SLURM/Open MPI run several tasks or a '
+                  'coordinator address is given; on = always (TPU VM slices: JAX detects the rest).')
+flags.DEFINE_string('coordinator_address', None, 'Multi-process: HOST:PORT of process 0.')
+flags.DEFINE_integer('num_processes', None, 'Multi-process: number of processes.')
+flags.DEFINE_integer('process_id', None, 'Multi-process: index of this process.')
+flags.DEFINE_integer('shutdown_timeout', 6 * 3600,
+                     'Multi-process: seconds a finished process waits for process 0 (which '
+                     'evaluates alone after training).')
 flags.mark_flags_as_required(['config', 'workdir'])
 
 EXIT_USER_ERROR = 2
 
 
 def _restored_state(config, workdir, task):
+  """The checkpoint, restored by every process together, as host arrays (process 0 uses them)."""
   state = train.create_train_state(config, task, jax.random.key(config.seed))
   state, step = train.restore_params(workdir, config, state, config.predict.checkpoint)
-  print(f'restored the {config.predict.checkpoint} checkpoint: step {step}')
+  if parallel.is_primary():
+    print(f'restored the {config.predict.checkpoint} checkpoint: step {step}')
   return state
 
 
@@ -112,6 +124,8 @@ def main(argv) -> None:
   if not FLAGS.debug:
     logging.get_absl_handler().addFilter(_quiet_library_info)
   try:
+    parallel.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
+                        FLAGS.process_id, FLAGS.shutdown_timeout)
     run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except resilience.Preempted as e:
     print(f'rsnet_jax: {e}', file=sys.stderr)
@@ -127,7 +141,8 @@ def main(argv) -> None:
 def run(config, workdir: str, mode: str) -> None:
   start = time.time()
   resilience.check_workdir(workdir)
-  logging.info('jax devices: %s', jax.devices())
+  logging.info('jax devices: %s (process %d of %d)', jax.devices(), jax.process_index(),
+               jax.process_count())
   task = pipeline.Task.from_config(config)
   if mode == 'train' and config.get('experiment'):
     experiments.run(config, workdir)
@@ -136,6 +151,8 @@ def run(config, workdir: str, mode: str) -> None:
     splits = pipeline.dataset_splits(config, workdir, task)
     train.train_and_evaluate(config, workdir, splits)
     state = _restored_state(config, workdir, task)
+    if not parallel.is_primary():
+      return  # process 0 evaluates and writes
     run_evaluate(config, workdir, state, task, splits)
     if config.train.predict_test_cases and splits['test']:
       run_predict(config, state, task, splits['test'], os.path.join(workdir, 'predictions'), True)
@@ -148,7 +165,9 @@ def run(config, workdir: str, mode: str) -> None:
   elif mode in ('evaluate', 'uncertainty'):
     splits = pipeline.dataset_splits(config, workdir, task)
     action = run_evaluate if mode == 'evaluate' else run_uncertainty
-    action(config, workdir, _restored_state(config, workdir, task), task, splits)
+    state = _restored_state(config, workdir, task)
+    if parallel.is_primary():
+      action(config, workdir, state, task, splits)
   else:
     if not FLAGS.input:
       raise UserError('--mode predict needs --input (a case folder or a folder of cases)')
@@ -157,9 +176,11 @@ def run(config, workdir: str, mode: str) -> None:
     out_dir = FLAGS.output or os.path.join(workdir, 'predictions')
     failed = len(cases) - len(valid)
     if valid:
+      state = _restored_state(config, workdir, task)
+      if not parallel.is_primary():
+        return
       try:
-        run_predict(config, _restored_state(config, workdir, task), task, valid, out_dir,
-                    FLAGS.overwrite)
+        run_predict(config, state, task, valid, out_dir, FLAGS.overwrite)
       except predict.UnreadableCases as e:  # the other cases are written
         problems += e.problems
         failed += len(e.case_ids)

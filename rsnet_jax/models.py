@@ -22,12 +22,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 
 # Per axis, which of the 5 taps of a stride-2 transposed conv feed output phase p (0 = even, 1 = odd)
 # from inputs x[m-1], x[m], x[m+1]; index 5 is a zero tap (see `subpixel_kernel`).
-_PHASE_TAPS = jnp.array([[1, 3, 5], [0, 2, 4]])
+_PHASE_TAPS = np.array([[1, 3, 5], [0, 2, 4]])
 
 
 def subpixel_kernel(kernel: Array) -> Array:

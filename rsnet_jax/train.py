@@ -29,6 +29,7 @@ import orbax.checkpoint as ocp
 
 from rsnet_jax import losses
 from rsnet_jax import models
+from rsnet_jax import parallel
 from rsnet_jax import report
 from rsnet_jax import resilience
 from rsnet_jax.errors import UserError
@@ -46,14 +47,16 @@ def create_model(config: ml_collections.ConfigDict) -> models.RSNet:
 
 
 def create_train_state(config: ml_collections.ConfigDict, task: pipeline.Task,
-                       key: Array) -> TrainState:
-  """Initialises parameters from ``key`` (shapes only depend on the channel counts) and Adam."""
+                       key: Array, learning_rate: float | None = None) -> TrainState:
+  """Initialises parameters from ``key`` (shapes only depend on the channel counts) and Adam
+  (``learning_rate``, default ``optim.learning_rate``)."""
   model = create_model(config)
   size = (1,) + (task.multiple,) * 3
   inputs = jnp.zeros(size + (len(task.inputs),))
   complementary = jnp.zeros(size + (1,)) if task.complementary else None
   params = model.init(key, inputs, complementary)['params']
-  tx = optax.adam(config.optim.learning_rate, b1=config.optim.b1, b2=config.optim.b2,
+  learning_rate = config.optim.learning_rate if learning_rate is None else learning_rate
+  tx = optax.adam(learning_rate, b1=config.optim.b1, b2=config.optim.b2,
                   eps=config.optim.eps)
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
@@ -92,6 +95,21 @@ def train_step(state: TrainState, batch: dict[str, Array], key: Array, *,
   return new_state, dict(parts, finite=finite.astype(jnp.float32))
 
 
+def sharded_train_step(config: ml_collections.ConfigDict, class_ratios: np.ndarray,
+                       steps_per_epoch: int, mesh: jax.sharding.Mesh):
+  """`train_step` jitted once for data parallelism over ``mesh``: ``(state, batch, key_data) ->
+  (state, metrics)`` with the state replicated (and donated), the batch split along ``'data'`` and
+  ``key_data = jax.random.key_data(key)`` replicated; metrics come back replicated."""
+
+  def step(state, batch, key_data):
+    return train_step(state, batch, jax.random.wrap_key_data(key_data), config=config,
+                      class_ratios=class_ratios, steps_per_epoch=steps_per_epoch)
+
+  replicated = parallel.replicated(mesh)
+  return jax.jit(step, in_shardings=(replicated, parallel.batch_sharded(mesh), replicated),
+                 out_shardings=(replicated, replicated), donate_argnums=0)
+
+
 def eval_step(params: Any, batch: dict[str, Array], *, apply_fn, config: ml_collections.ConfigDict,
               num_classes: int) -> tuple[dict[str, Array], dict[str, Array]]:
   """Deterministic forward pass; unweighted losses (comparable across epochs) and outputs."""
@@ -126,14 +144,17 @@ def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.C
 
 def restore_params(workdir: str, config: ml_collections.ConfigDict, state: TrainState,
                    which: str = 'best') -> tuple[TrainState, int]:
-  """Restores the ``'best'`` (by validation loss) or ``'latest'`` checkpoint of ``workdir``."""
+  """Restores the ``'best'`` (by validation loss) or ``'latest'`` checkpoint of ``workdir`` into
+  host arrays shaped like ``state``. Every process of a multi-process run must call it (Orbax
+  restores collectively onto the data mesh)."""
   manager = checkpoint_manager(workdir, config)
   step = manager.best_step() if which == 'best' else None
   step = manager.latest_step() if step is None else step  # no validation metrics: the latest
   if step is None:
     raise UserError(f'{os.path.join(workdir, "checkpoints")}: no checkpoint to restore; train first')
-  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(state)))
-  return state['state'], step
+  target = parallel.replicate(state, parallel.data_mesh())
+  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+  return jax.device_get(state['state']), step
 
 
 def write_summary(workdir: str, params: Any, config: ml_collections.ConfigDict) -> str:
@@ -215,29 +236,39 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                len(splits['test']))
 
   counts = pipeline.label_voxel_counts(train_cases, config.model.num_classes)
-  class_ratios = jnp.asarray(losses.class_frequency_ratios(counts))
+  class_ratios = losses.class_frequency_ratios(counts)
+  batch_size = parallel.global_batch_size(config.train.batch_size)
+  steps_per_epoch = len(train_cases) // batch_size
+  if steps_per_epoch == 0:
+    raise UserError(f'{len(train_cases)} training cases < the global batch {batch_size} '
+                    f'(train.batch_size {config.train.batch_size} x {jax.device_count()} devices)')
+  learning_rate = parallel.scaled_learning_rate(
+      config.optim.learning_rate, config.optim.lr_scaling, batch_size, config.optim.base_batch_size)
+  logging.info('global batch %d (%d per device, %d devices, %d processes), learning rate %g',
+               batch_size, config.train.batch_size, jax.device_count(), jax.process_count(),
+               learning_rate)
+  mesh = parallel.data_mesh()
   init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(config, task, init_key)
-  write_summary(workdir, state.params, config)
-  with open(os.path.join(workdir, 'config.json'), 'w') as f:
-    json.dump(resilience.config_record(config), f, indent=2)
+  state = create_train_state(config, task, init_key, learning_rate)
+  if parallel.is_primary():
+    write_summary(workdir, state.params, config)
+    with open(os.path.join(workdir, 'config.json'), 'w') as f:
+      json.dump(resilience.config_record(config), f, indent=2)
+  state = parallel.replicate(state, mesh)
+  key_data = parallel.replicate(jax.random.key_data(dropout_key), mesh)
 
   if start_step:
     state = manager.restore(start_step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(state)))['state']
     logging.info('resumed from step %d', start_step)
 
-  batch_size = config.train.batch_size
-  steps_per_epoch = len(train_cases) // batch_size
-  if steps_per_epoch == 0:
-    raise UserError(f'{len(train_cases)} training cases < train.batch_size {batch_size}')
   num_steps = steps_per_epoch * config.train.num_epochs
   order = pipeline.case_order(train_cases, config.train.num_epochs, config.seed)
   dataset = pipeline.train_dataset(train_cases, task, batch_size, config.train.num_epochs,
-                                   seed=config.seed)
+                                   seed=config.seed,
+                                   shard=(jax.process_index(), jax.process_count()))
   batches = pipeline.to_iterator(dataset[start_step:], config.data.worker_count)
-  step_fn = jax.jit(functools.partial(train_step, config=config, class_ratios=class_ratios,
-                                      steps_per_epoch=steps_per_epoch), donate_argnums=0)
+  step_fn = sharded_train_step(config, class_ratios, steps_per_epoch, mesh)
 
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   writer.write_hparams(_flatten(config.to_dict()))
@@ -250,9 +281,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   train_metrics = None
   with resilience.stop_requests() as stop:
     for step in range(start_step, num_steps):
-      batch = next(batches)
+      batch = parallel.global_batch(next(batches), mesh)
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        state, parts = step_fn(state, batch, dropout_key)
+        state, parts = step_fn(state, batch, key_data)
+      parts = jax.device_get(parts)
       if config.train.nonfinite == 'stop' and not bool(parts['finite']):
         cases = [order[step * batch_size + i].case_id for i in range(batch_size)]
         manager.wait_until_finished()
@@ -277,9 +309,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                           100 * scalars['nonfinite'])
         train_metrics = None
       if (step + 1) % eval_every == 0 or step + 1 == num_steps:
-        val, first = evaluate_loss(state.params, state.apply_fn, val_cases, task, config)
+        val, first = evaluate_loss(jax.device_get(state.params), state.apply_fn, val_cases, task,
+                                   config)
         writer.write_scalars(step + 1, val)
-        if first is not None:
+        if first is not None and parallel.is_primary():
           path = os.path.join(workdir, 'montages', f'step_{step + 1:06d}.png')
           report.montage(first[0], first[1], task, path, title=f'step {step + 1}')
           writer.write_images(step + 1, {'val_montage': report.read_png(path)[None]})

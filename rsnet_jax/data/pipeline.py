@@ -16,6 +16,8 @@ import os
 
 from absl import logging
 import grain
+import jax
+from jax.experimental import multihost_utils
 import ml_collections
 import nibabel as nib
 import numpy as np
@@ -169,13 +171,36 @@ def case_order(cases: list[layouts.CaseFiles], num_epochs: int, seed: int) -> gr
   return grain.MapDataset.source(cases).shuffle(seed=seed).repeat(num_epochs)
 
 
+class _ShardCase(grain.transforms.Map):
+  """Grain transform: index ``j`` of a process's stream -> its case in the global ``order``.
+
+  Row ``r`` of that process's part of global batch ``s`` is case ``order[s * batch + index * local
+  + r]``: the processes' parts, in process order, make up the global batch."""
+
+  def __init__(self, order: grain.MapDataset, batch: int, local: int, index: int):
+    self.order, self.batch, self.local, self.index = order, batch, local, index
+
+  def map(self, j: int) -> layouts.CaseFiles:
+    step, row = divmod(j, self.local)
+    return self.order[step * self.batch + self.index * self.local + row]
+
+
 def train_dataset(cases: list[layouts.CaseFiles], task: Task, batch_size: int, num_epochs: int,
-                  seed: int) -> grain.MapDataset:
+                  seed: int, shard: tuple[int, int] = (0, 1)) -> grain.MapDataset:
   """The whole training stream as one random-access dataset: element ``s`` is the batch of step
   ``s`` (cases ``case_order[s * batch_size:(s + 1) * batch_size]``), so a resumed run slices
-  ``[step:]`` and sees exactly the batches an uninterrupted run sees."""
-  return (case_order(cases, num_epochs, seed).map(LoadExample(task))
-          .batch(batch_size, drop_remainder=True))
+  ``[step:]`` and sees exactly the batches an uninterrupted run sees.
+
+  ``shard=(index, count)``: this process loads only its ``batch_size // count`` rows of each global
+  batch (process ``index``'s part, as `parallel.global_batch` places them)."""
+  index, count = shard
+  if batch_size % count:
+    raise UserError(f'global batch {batch_size} does not split over {count} processes')
+  local = batch_size // count
+  order = case_order(cases, num_epochs, seed)
+  steps = len(order) // batch_size
+  return (grain.MapDataset.range(steps * local).map(_ShardCase(order, batch_size, local, index))
+          .map(LoadExample(task)).batch(local, drop_remainder=True))
 
 
 def to_iterator(dataset: grain.MapDataset, worker_count: int, prefetch_threads: int = 2):
@@ -196,13 +221,15 @@ def dataset_cases(config: ml_collections.ConfigDict, workdir: str, task: Task,
     from rsnet_jax.data import synthetic  # pylint: disable=g-import-not-at-top
     data_dir = os.path.join(workdir, 'data')
     done = os.path.join(data_dir, '.complete')
-    if not os.path.exists(done):
+    if not os.path.exists(done) and jax.process_index() == 0:  # the others wait, then read them
       logging.info('generating %d synthetic cases %s into %s', config.data.synthetic_cases,
                    tuple(config.data.synthetic_shape), data_dir)
       synthetic.generate_dataset(data_dir, config.data.synthetic_cases, config.seed,
                                  config.data.synthetic_layout, tuple(config.data.synthetic_shape),
                                  config.data.get('synthetic_pathology', 'glioma'))
       open(done, 'w').close()
+    if jax.process_count() > 1:
+      multihost_utils.sync_global_devices('rsnet_jax: synthetic cases written')
   cases = layouts.discover(data_dir, layouts.from_config(config.data))
   valid, problems = layouts.validate_all(cases, task.required_files(with_target, with_seg),
                                          config.data.skip_invalid)
