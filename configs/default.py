@@ -10,6 +10,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # parameters, data order and dropout masks all derive from it
+  config.compilation_cache_dir = ''  # jax persistent compilation cache ('' = off): reruns and
+  #   resumed runs skip recompiling
 
   config.model = ml_collections.ConfigDict()
   config.model.variant = 'rsnet'  # 'rsnet' | 'rnet' (regression only) | 'snet' (segmentation only)
@@ -18,6 +20,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.num_classes = 4  # background, necrotic/non-enhancing core, edema, enhancing
   config.model.dropout_rate = 0.1
   config.model.instance_norm_affine = False  # learnable scale/offset in instance norm
+  config.model.remat = 'none'  # recompute in the backward pass: 'none' | 'levels' (keep each U-Net
+  #   level's inputs only) | 'convs' (keep conv outputs); same results, less memory, more time
+  config.model.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16' (parameters, loss and
+  #   outputs stay float32)
 
   config.data = ml_collections.ConfigDict()
   config.data.data_dir = ''  # folder of BraTS case folders; '' = synthetic cases in WORKDIR/data
@@ -59,6 +65,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.base_batch_size = 1  # the global batch optim.learning_rate was tuned for
 
   config.train = ml_collections.ConfigDict()
+  config.train.donate_state = True  # the step reuses the train state's buffers in place
   config.train.batch_size = 1  # per device: the global batch is this x every device of every process
   config.train.num_epochs = 240
   config.train.log_every_steps = 50
@@ -74,6 +81,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.predict.num_mc_samples = 0  # > 0: MC dropout; writes the per-voxel variance too
   config.predict.mc_chunk_size = 0  # MC samples computed together (0 = all); bounds memory
   config.predict.checkpoint = 'best'  # 'best' | 'latest'
+  config.predict.window_shape = ()  # e.g. (96, 96, 96): predict on overlapping windows of this size
+  #   blended with Gaussian weights (volumes larger than memory allows); () = the whole volume
+  config.predict.window_overlap = 0.5  # fraction of a window shared with each neighbour
 
   config.uncertainty = ml_collections.ConfigDict()  # --mode uncertainty (the MC-dropout study)
   config.uncertainty.num_mc_samples = 20  # N, as in the paper

@@ -141,6 +141,8 @@ def main(argv) -> None:
 def run(config, workdir: str, mode: str) -> None:
   start = time.time()
   resilience.check_workdir(workdir)
+  if config.get('compilation_cache_dir'):
+    jax.config.update('jax_compilation_cache_dir', os.path.abspath(config.compilation_cache_dir))
   logging.info('jax devices: %s (process %d of %d)', jax.devices(), jax.process_index(),
                jax.process_count())
   task = pipeline.Task.from_config(config)

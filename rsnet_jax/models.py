@@ -17,6 +17,7 @@ that resolution (the start block's for ``n = 0``), then instance norm, dropout a
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -69,6 +70,7 @@ class SubPixelConvTranspose(nn.Module):
 
   features: int
   kernel_init: Any = nn.initializers.lecun_normal()
+  dtype: Any = jnp.float32  # compute dtype (parameters stay float32)
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
@@ -76,18 +78,28 @@ class SubPixelConvTranspose(nn.Module):
     cin = x.shape[-1]
     kernel = self.param('kernel', self.kernel_init, (5, 5, 5, cin, self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    x = x.astype(self.dtype)
     y = jax.lax.conv_general_dilated(
         x,
-        subpixel_kernel(kernel).astype(x.dtype),
+        subpixel_kernel(kernel).astype(self.dtype),
         window_strides=(1, 1, 1),
         padding='SAME',
         dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'),
     )
-    return depth_to_space(y, self.features) + bias
+    return depth_to_space(y, self.features) + bias.astype(self.dtype)
 
 
-def _conv3(features: int, name: str | None = None) -> nn.Conv:
-  return nn.Conv(features, (3, 3, 3), padding='SAME', name=name)
+def _conv3(features: int, name: str | None = None, dtype: Any = jnp.float32) -> nn.Conv:
+  return nn.Conv(features, (3, 3, 3), padding='SAME', name=name, dtype=dtype)
+
+
+# Rematerialisation of the U-Net levels (config model.remat): what the backward pass keeps of each
+# encoder/decoder step; the rest is recomputed. Dropout stays outside, so masks never change.
+REMAT_POLICIES = {
+    'none': None,  # keep every activation (no jax.checkpoint)
+    'levels': jax.checkpoint_policies.nothing_saveable,  # keep only each level's inputs
+    'convs': jax.checkpoint_policies.dots_saveable,  # keep conv outputs, recompute relu/pool/norm
+}
 
 
 class UNet3D(nn.Module):
@@ -97,19 +109,41 @@ class UNet3D(nn.Module):
   num_levels: int = 4
   dropout_rate: float = 0.1
   instance_norm_affine: bool = False
+  remat: str = 'none'  # a key of REMAT_POLICIES
+  dtype: Any = jnp.float32  # compute dtype of the convolutions (parameters stay float32)
 
   def _norm(self, x: Array, block: str) -> Array:
     return nn.InstanceNorm(use_scale=self.instance_norm_affine,
-                           use_bias=self.instance_norm_affine, name=f'{block}_norm')(x)
+                           use_bias=self.instance_norm_affine, dtype=self.dtype,
+                           name=f'{block}_norm')(x)
+
+  def _level(self, method, static_argnums: tuple[int, ...]):
+    """``method`` as is, or under `nn.remat` with the configured policy (same parameters)."""
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f'model.remat must be one of {sorted(REMAT_POLICIES)}, got {self.remat!r}')
+    if self.remat == 'none':
+      return functools.partial(method, self)
+    return functools.partial(nn.remat(method, static_argnums=static_argnums,
+                                      policy=REMAT_POLICIES[self.remat]), self)
 
   def _drop(self, x: Array, train: bool, block: str) -> Array:
     return nn.Dropout(self.dropout_rate, deterministic=not train, name=f'{block}_dropout')(x)
 
   def _encoder_step(self, x: Array, n: int) -> Array:
     f = self.base_filters * 2**n
-    x = nn.relu(_conv3(f, f'encoder{n}_conv0')(x))
-    x = nn.relu(_conv3(f, f'encoder{n}_conv1')(x))
+    x = nn.relu(_conv3(f, f'encoder{n}_conv0', self.dtype)(x))
+    x = nn.relu(_conv3(f, f'encoder{n}_conv1', self.dtype)(x))
     return self._norm(nn.max_pool(x, (2, 2, 2), strides=(2, 2, 2)), f'encoder{n}')
+
+  def _decoder_up(self, x: Array, skip: Array, n: int) -> Array:
+    f = self.base_filters * 2**n
+    x = nn.relu(SubPixelConvTranspose(f, dtype=self.dtype, name=f'decoder{n}_upsample')(x))
+    return self._norm(jnp.concatenate([x, skip.astype(x.dtype)], axis=-1), f'decoder{n}')
+
+  def _decoder_convs(self, x: Array, n: int) -> Array:
+    f = self.base_filters * 2**n
+    x = nn.relu(_conv3(f, f'decoder{n}_conv0', self.dtype)(x))
+    return nn.relu(_conv3(f, f'decoder{n}_conv1', self.dtype)(x))
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False, prefix: tuple[Array, Array] | None = None,
@@ -120,26 +154,25 @@ class UNet3D(nn.Module):
     outputs (the start block's ``[B, D, H, W, k]`` and encoder step 1's, before its dropout), and
     ``prefix=`` takes them instead of recomputing them, so MC-dropout samples can share them.
     """
+    encoder_step = self._level(UNet3D._encoder_step, (2,))
+    decoder_up = self._level(UNet3D._decoder_up, (3,))
+    decoder_convs = self._level(UNet3D._decoder_convs, (2,))
     if prefix is None:
       k = self.base_filters
-      start = nn.relu(_conv3(k, 'start_conv0')(x))
-      start = nn.relu(_conv3(k, 'start_conv1')(start))
-      prefix = (start, self._encoder_step(start, 1))
+      start = nn.relu(_conv3(k, 'start_conv0', self.dtype)(x))
+      start = nn.relu(_conv3(k, 'start_conv1', self.dtype)(start))
+      prefix = (start, encoder_step(start, 1))
     if prefix_only:
       return prefix
     start, x = prefix
     x = self._drop(x, train, 'encoder1')
     skips = [start, x]  # skips[n]: encoder output at resolution 1 / 2**n
     for n in range(2, self.num_levels + 1):
-      x = self._drop(self._encoder_step(x, n), train, f'encoder{n}')
+      x = self._drop(encoder_step(x, n), train, f'encoder{n}')
       skips.append(x)
     for n in reversed(range(self.num_levels)):
-      f = self.base_filters * 2**n
-      x = nn.relu(SubPixelConvTranspose(f, name=f'decoder{n}_upsample')(x))
-      x = jnp.concatenate([x, skips[n]], axis=-1)
-      x = self._drop(self._norm(x, f'decoder{n}'), train, f'decoder{n}')
-      x = nn.relu(_conv3(f, f'decoder{n}_conv0')(x))
-      x = nn.relu(_conv3(f, f'decoder{n}_conv1')(x))
+      x = self._drop(decoder_up(x, skips[n], n), train, f'decoder{n}')
+      x = decoder_convs(x, n)
     return x
 
 
@@ -148,14 +181,15 @@ class Head(nn.Module):
 
   base_filters: int
   out_features: int
+  dtype: Any = jnp.float32  # compute dtype; the output is float32 either way
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     k = self.base_filters
-    x = nn.relu(_conv3(4 * k)(x))
-    x = nn.relu(nn.Conv(2 * k, (1, 1, 1))(x))
-    x = nn.relu(nn.Conv(k, (1, 1, 1))(x))
-    return nn.Conv(self.out_features, (1, 1, 1))(x)
+    x = nn.relu(_conv3(4 * k, dtype=self.dtype)(x))
+    x = nn.relu(nn.Conv(2 * k, (1, 1, 1), dtype=self.dtype)(x))
+    x = nn.relu(nn.Conv(k, (1, 1, 1), dtype=self.dtype)(x))
+    return nn.Conv(self.out_features, (1, 1, 1), dtype=self.dtype)(x).astype(jnp.float32)
 
 
 VARIANTS = ('rsnet', 'rnet', 'snet')
@@ -174,16 +208,19 @@ class RSNet(nn.Module):
   num_classes: int = 4
   dropout_rate: float = 0.1
   instance_norm_affine: bool = False
+  remat: str = 'none'  # rematerialisation of the U-Net levels: a key of REMAT_POLICIES
+  dtype: Any = jnp.float32  # compute dtype (jnp.bfloat16: bf16 convolutions, float32 parameters
+  #   and outputs)
 
   def setup(self):
     if self.variant not in VARIANTS:
       raise ValueError(f'model.variant must be one of {VARIANTS}, got {self.variant!r}')
     self.unet = UNet3D(self.base_filters, self.num_levels, self.dropout_rate,
-                       self.instance_norm_affine)
+                       self.instance_norm_affine, self.remat, self.dtype)
     if self.variant != 'snet':
-      self.regression = Head(self.base_filters, 1)
+      self.regression = Head(self.base_filters, 1, self.dtype)
     if self.variant != 'rnet':
-      self.segmentation = Head(self.base_filters, self.num_classes)
+      self.segmentation = Head(self.base_filters, self.num_classes, self.dtype)
 
   def prefix(self, inputs: Array) -> tuple[Array, Array]:
     """The deterministic layers before the first dropout (see `UNet3D`); pass the result as
@@ -208,7 +245,8 @@ class RSNet(nn.Module):
     if self.variant == 'rsnet':
       if complementary is None:
         raise ValueError('the rsnet variant needs a complementary input volume')
-      out['synthesis'] = self.regression(jnp.concatenate([features, complementary], -1))
+      out['synthesis'] = self.regression(
+          jnp.concatenate([features, complementary.astype(features.dtype)], -1))
     elif self.variant == 'rnet':
       out['synthesis'] = self.regression(features)
     if self.variant != 'rnet':

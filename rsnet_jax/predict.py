@@ -30,6 +30,7 @@ from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
 from rsnet_jax import manifest
+from rsnet_jax import sliding_window
 from rsnet_jax import uncertainty
 from rsnet_jax.data import preprocess
 from rsnet_jax.errors import UserError
@@ -92,12 +93,32 @@ def case_key(key: Array, case_id: str) -> Array:
   return jax.random.fold_in(key, zlib.crc32(case_id.encode()) & 0x7FFFFFFF)
 
 
-def predict_example(fn, params, example: dict[str, np.ndarray], key: Array | None = None
-                    ) -> dict[str, np.ndarray]:
+def predict_example(fn, params, example: dict[str, np.ndarray], key: Array | None = None,
+                    window: tuple[int, ...] = (), overlap: float = 0.5) -> dict[str, np.ndarray]:
   """``fn`` (a jitted `forward`) on one example of `pipeline.load_case` with its case key (None
-  without MC dropout); numpy outputs without the batch axis."""
-  out = fn(params, pipeline.network_inputs(example), None if key is None else key[None])
+  without MC dropout); numpy outputs without the batch axis.
+
+  ``window``: ``(d, h, w)`` voxels, each a multiple of ``2 ** num_levels``: run on overlapping
+  windows blended with Gaussian weights (`sliding_window`), window ``i`` with MC key
+  ``fold_in(key, i)``; ``()`` or a window covering the volume: one pass."""
+  inputs = pipeline.network_inputs(example)
+  shape = inputs['inputs'].shape[1:4]
+  if window and any(w < s for w, s in zip(window, shape)):
+    def run(x, index):
+      return fn(params, x, None if key is None else jax.random.fold_in(key, index)[None])
+    out = sliding_window.predict(run, inputs, tuple(window), overlap)
+  else:
+    out = fn(params, inputs, None if key is None else key[None])
   return jax.tree.map(lambda a: np.asarray(a[0]), out)
+
+
+def window_shape(config: ml_collections.ConfigDict, task: pipeline.Task) -> tuple[int, ...]:
+  """``predict.window_shape``, checked: 3 sizes, each a positive multiple of ``2 ** num_levels``."""
+  window = tuple(config.predict.get('window_shape', ()))
+  if window and (len(window) != 3 or any(w <= 0 or w % task.multiple for w in window)):
+    raise UserError(f'predict.window_shape {window}: give 3 sizes, each a multiple of '
+                    f'{task.multiple} (2 ** model.num_levels), or () for one pass')
+  return window
 
 
 class UnreadableCases(UserError):
@@ -120,6 +141,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
   fn = jax.jit(functools.partial(forward, apply_fn=apply_fn,
                                  num_mc_samples=config.predict.num_mc_samples,
                                  mc_chunk_size=config.predict.mc_chunk_size or None))
+  window = window_shape(config, task)
   written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []
   desc = description(config, task)
   for case in tqdm.tqdm(cases, desc='predict', unit='case'):
@@ -135,7 +157,8 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
       unreadable.append(case.case_id)
       continue
     inputs[case.case_id] = [case.files[k] for k in task.inputs]
-    predicted = predict_example(fn, params, example, case_key(key, case.case_id))
+    predicted = predict_example(fn, params, example, case_key(key, case.case_id), window,
+                                config.predict.get('window_overlap', 0.5))
     for name, path in paths.items():
       volume = output_volume(predicted, name, case.layout, meta)
       nifti.save(path, volume, meta.affine, f'{desc} {name}', like=meta.header)

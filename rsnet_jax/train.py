@@ -43,7 +43,8 @@ def create_model(config: ml_collections.ConfigDict) -> models.RSNet:
   m = config.model
   return models.RSNet(variant=m.variant, base_filters=m.base_filters, num_levels=m.num_levels,
                       num_classes=m.num_classes, dropout_rate=m.dropout_rate,
-                      instance_norm_affine=m.instance_norm_affine)
+                      instance_norm_affine=m.instance_norm_affine, remat=m.get('remat', 'none'),
+                      dtype=jnp.dtype(m.get('dtype', 'float32')))
 
 
 def create_train_state(config: ml_collections.ConfigDict, task: pipeline.Task,
@@ -96,7 +97,7 @@ def train_step(state: TrainState, batch: dict[str, Array], key: Array, *,
 
 
 def sharded_train_step(config: ml_collections.ConfigDict, class_ratios: np.ndarray,
-                       steps_per_epoch: int, mesh: jax.sharding.Mesh):
+                       steps_per_epoch: int, mesh: jax.sharding.Mesh, donate: bool = True):
   """`train_step` jitted once for data parallelism over ``mesh``: ``(state, batch, key_data) ->
   (state, metrics)`` with the state replicated (and donated), the batch split along ``'data'`` and
   ``key_data = jax.random.key_data(key)`` replicated; metrics come back replicated."""
@@ -107,7 +108,7 @@ def sharded_train_step(config: ml_collections.ConfigDict, class_ratios: np.ndarr
 
   replicated = parallel.replicated(mesh)
   return jax.jit(step, in_shardings=(replicated, parallel.batch_sharded(mesh), replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=0)
+                 out_shardings=(replicated, replicated), donate_argnums=(0,) if donate else ())
 
 
 def eval_step(params: Any, batch: dict[str, Array], *, apply_fn, config: ml_collections.ConfigDict,
@@ -268,7 +269,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                    seed=config.seed,
                                    shard=(jax.process_index(), jax.process_count()))
   batches = pipeline.to_iterator(dataset[start_step:], config.data.worker_count)
-  step_fn = sharded_train_step(config, class_ratios, steps_per_epoch, mesh)
+  step_fn = sharded_train_step(config, class_ratios, steps_per_epoch, mesh,
+                               config.train.get('donate_state', True))
 
   writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
   writer.write_hparams(_flatten(config.to_dict()))

@@ -1,5 +1,7 @@
 """The network of paper Sec. II: shapes, parameter counts, the sub-pixel upsampling, dropout keys."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -76,3 +78,40 @@ def test_dropout_only_with_train_and_only_from_the_key():
   np.testing.assert_array_equal(d1['synthesis'], d2['synthesis'])
   with pytest.raises(Exception):  # dropout on without a key is an error, never hidden state
     model.apply(variables, x, c, train=True)
+
+
+@pytest.mark.parametrize('remat', ['levels', 'convs'])
+def test_remat_keeps_parameters_outputs_and_gradients(remat):
+  x = jax.random.normal(jax.random.key(0), (1, 16, 16, 16, 3))
+  c = x[..., :1]
+  plain = models.RSNet(base_filters=2, num_levels=2)
+  params = plain.init(jax.random.key(1), x, c)['params']
+  remat_model = models.RSNet(base_filters=2, num_levels=2, remat=remat)
+  assert (jax.tree.structure(remat_model.init(jax.random.key(1), x, c)['params'])
+          == jax.tree.structure(params))
+
+  def loss(model, p):
+    out = model.apply({'params': p}, x, c, train=True, rngs={'dropout': jax.random.key(2)})
+    return sum(jnp.sum(v**2) for v in out.values())
+
+  np.testing.assert_array_equal(loss(remat_model, params), loss(plain, params))
+  for a, b in zip(jax.tree.leaves(jax.grad(functools.partial(loss, remat_model))(params)),
+                  jax.tree.leaves(jax.grad(functools.partial(loss, plain))(params))):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match='model.remat'):
+    models.RSNet(base_filters=2, num_levels=2, remat='all').init(jax.random.key(1), x, c)
+
+
+def test_bfloat16_compute_keeps_float32_parameters_and_outputs():
+  x = jax.random.normal(jax.random.key(0), (1, 16, 16, 16, 3))
+  c = x[..., :1]
+  params = models.RSNet(base_filters=2, num_levels=2).init(jax.random.key(1), x, c)['params']
+  bf16 = models.RSNet(base_filters=2, num_levels=2, dtype=jnp.bfloat16)
+  assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(
+      bf16.init(jax.random.key(1), x, c)['params']))
+  out = bf16.apply({'params': params}, x, c)
+  ref = models.RSNet(base_filters=2, num_levels=2).apply({'params': params}, x, c)
+  for name in ref:
+    assert out[name].dtype == jnp.float32
+    err = float(jnp.abs(out[name] - ref[name]).max())
+    assert 0 < err < 0.05 * float(jnp.abs(ref[name]).max())  # bf16 rounding, not another network
