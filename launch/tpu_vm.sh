@@ -18,7 +18,8 @@ if [[ $# -lt 5 ]]; then
 fi
 tpu=$1 zone=$2 config=$3 workdir=$4 data_dir=$5
 shift 5
-printf -v extra ' %q' "$@"
+extra=''
+if (($#)); then printf -v extra ' %q' "$@"; fi
 gcloud compute tpus tpu-vm ssh "$tpu" --zone "$zone" --worker=all --command \
   "cd ~/rsnet_jax && python -m rsnet_jax.main --distributed=on --config $(printf %q "$config") \
    --workdir $(printf %q "$workdir") --config.data.data_dir=$(printf %q "$data_dir")$extra"

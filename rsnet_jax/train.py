@@ -21,6 +21,7 @@ from clu import metrics as clu_metrics
 from clu import periodic_actions
 from flax.training import train_state
 import jax
+from jax.experimental import multihost_utils
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
@@ -310,6 +311,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                           step + 2 - config.train.log_every_steps, step + 1,
                           100 * scalars['nonfinite'])
         train_metrics = None
+      stopping = _any_process(bool(stop))  # all processes stop after the same step
       if (step + 1) % eval_every == 0 or step + 1 == num_steps:
         val, first = evaluate_loss(jax.device_get(state.params), state.apply_fn, val_cases, task,
                                    config)
@@ -319,15 +321,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           report.montage(first[0], first[1], task, path, title=f'step {step + 1}')
           writer.write_images(step + 1, {'val_montage': report.read_png(path)[None]})
         save(step + 1, val or None)
-      elif (every and (step + 1) % every == 0) or stop:
+      elif (every and (step + 1) % every == 0) or stopping:
         save(step + 1)
-      if stop and step + 1 < num_steps:
+      if stopping and step + 1 < num_steps:
         manager.wait_until_finished()
         writer.flush()
-        raise resilience.Preempted(stop[0], step + 1, manager.directory)
+        raise resilience.Preempted(stop[0] if stop else 'a signal to another process', step + 1,
+                                   manager.directory)
   manager.wait_until_finished()
   writer.flush()
   return state
+
+
+def _any_process(flag: bool) -> bool:
+  """``flag`` or-ed over all processes (itself with one process)."""
+  if jax.process_count() == 1:
+    return flag
+  return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
 
 
 def _flatten(d: dict) -> dict[str, Any]:

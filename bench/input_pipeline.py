@@ -1,0 +1,61 @@
+"""Grain input pipeline: cases/s delivered from .nii.gz files with 0, 1 and 2 worker processes.
+
+Synthetic cases at the BraTS size (240x240x155, four sequences and a segmentation, gzipped NIfTI)
+are generated once into --data; then for each worker count the training stream of
+`rsnet_jax.data.pipeline.train_dataset` (read, reorient, normalise, crop to 184x200x152 around the
+brain) is iterated, after a warm-up of two batches (worker start-up), for --cases cases. The
+consumption rate to compare against is a training step's (`bench/train_step.py`): the loader is
+the bottleneck only if it delivers fewer cases/s than the step consumes.
+
+  python bench/input_pipeline.py --data /tmp/bench_brats --num-cases 8 --cases 16
+"""
+
+import argparse
+import os
+import sys
+import time
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--data', default='/tmp/rsnet_bench_brats')
+  parser.add_argument('--num-cases', type=int, default=8, help='cases generated')
+  parser.add_argument('--cases', type=int, default=16, help='cases read per measurement')
+  parser.add_argument('--workers', type=int, nargs='+', default=[0, 1, 2])
+  parser.add_argument('--shape', default='240,240,155')
+  args = parser.parse_args()
+  sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+  from absl import flags  # pylint: disable=g-import-not-at-top
+  from configs import default  # pylint: disable=g-import-not-at-top
+  from rsnet_jax.data import layouts  # pylint: disable=g-import-not-at-top
+  from rsnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  from rsnet_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+  flags.FLAGS.mark_as_parsed()  # grain's worker processes read absl flags
+
+  shape = tuple(int(s) for s in args.shape.split(','))
+  if not os.path.exists(os.path.join(args.data, '.complete')):
+    t = time.perf_counter()
+    synthetic.generate_dataset(args.data, args.num_cases, 0, 'brats2021', shape)
+    open(os.path.join(args.data, '.complete'), 'w').close()
+    print(f'generated {args.num_cases} cases {shape} in {time.perf_counter() - t:.0f} s',
+          file=sys.stderr)
+  cases = layouts.discover(args.data)
+  size = sum(os.path.getsize(p) for c in cases for p in c.files.values()) / len(cases) / 2**20
+  task = pipeline.Task.from_config(default.get_config())
+  epochs = (args.cases + 2) // len(cases) + 1
+  print(f'{len(cases)} cases of {shape}, {size:.1f} MiB of .nii.gz each, crop {task.crop_shape}, '
+        f'{os.cpu_count()} CPUs')
+  print('| workers | cases/s | s per case |\n|---|---|---|')
+  for workers in args.workers:
+    it = pipeline.to_iterator(pipeline.train_dataset(cases, task, 1, epochs, seed=0), workers)
+    for _ in range(2):
+      next(it)
+    t = time.perf_counter()
+    for _ in range(args.cases):
+      next(it)
+    rate = args.cases / (time.perf_counter() - t)
+    print(f'| {workers} | {rate:.2f} | {1 / rate:.2f} |', flush=True)
+
+
+if __name__ == '__main__':
+  main()
