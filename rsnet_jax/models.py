@@ -93,8 +93,9 @@ def _conv3(features: int, name: str | None = None, dtype: Any = jnp.float32) -> 
   return nn.Conv(features, (3, 3, 3), padding='SAME', name=name, dtype=dtype)
 
 
-# Rematerialisation of the U-Net levels (config model.remat): what the backward pass keeps of each
-# encoder/decoder step; the rest is recomputed. Dropout stays outside, so masks never change.
+# Rematerialisation (config model.remat): what the backward pass keeps of the start block, each
+# encoder/decoder step and each head; the rest is recomputed. Dropout stays outside, so masks never
+# change.
 REMAT_POLICIES = {
     'none': None,  # keep every activation (no jax.checkpoint)
     'levels': jax.checkpoint_policies.nothing_saveable,  # keep only each level's inputs
@@ -135,6 +136,11 @@ class UNet3D(nn.Module):
     x = nn.relu(_conv3(f, f'encoder{n}_conv1', self.dtype)(x))
     return self._norm(nn.max_pool(x, (2, 2, 2), strides=(2, 2, 2)), f'encoder{n}')
 
+  def _start(self, x: Array) -> Array:
+    k = self.base_filters
+    x = nn.relu(_conv3(k, 'start_conv0', self.dtype)(x))
+    return nn.relu(_conv3(k, 'start_conv1', self.dtype)(x))
+
   def _decoder_up(self, x: Array, skip: Array, n: int) -> Array:
     f = self.base_filters * 2**n
     x = nn.relu(SubPixelConvTranspose(f, dtype=self.dtype, name=f'decoder{n}_upsample')(x))
@@ -158,9 +164,7 @@ class UNet3D(nn.Module):
     decoder_up = self._level(UNet3D._decoder_up, (3,))
     decoder_convs = self._level(UNet3D._decoder_convs, (2,))
     if prefix is None:
-      k = self.base_filters
-      start = nn.relu(_conv3(k, 'start_conv0', self.dtype)(x))
-      start = nn.relu(_conv3(k, 'start_conv1', self.dtype)(start))
+      start = self._level(UNet3D._start, ())(x)
       prefix = (start, encoder_step(start, 1))
     if prefix_only:
       return prefix
@@ -217,10 +221,11 @@ class RSNet(nn.Module):
       raise ValueError(f'model.variant must be one of {VARIANTS}, got {self.variant!r}')
     self.unet = UNet3D(self.base_filters, self.num_levels, self.dropout_rate,
                        self.instance_norm_affine, self.remat, self.dtype)
+    head = Head if self.remat == 'none' else nn.remat(Head, policy=REMAT_POLICIES.get(self.remat))
     if self.variant != 'snet':
-      self.regression = Head(self.base_filters, 1, self.dtype)
+      self.regression = head(self.base_filters, 1, self.dtype)
     if self.variant != 'rnet':
-      self.segmentation = Head(self.base_filters, self.num_classes, self.dtype)
+      self.segmentation = head(self.base_filters, self.num_classes, self.dtype)
 
   def prefix(self, inputs: Array) -> tuple[Array, Array]:
     """The deterministic layers before the first dropout (see `UNet3D`); pass the result as

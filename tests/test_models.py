@@ -34,8 +34,8 @@ def test_output_shapes_of_every_variant(variant, cin, keys):
   model = models.RSNet(variant=variant, base_filters=2, num_levels=3, num_classes=4)
   x = jnp.ones((2, 8, 16, 8, cin))
   comp = jnp.ones((2, 8, 16, 8, 1)) if variant == 'rsnet' else None
-  variables = jax.jit(model.init)(jax.random.key(0), x, comp)
-  out = jax.jit(model.apply)(variables, x, comp)
+  variables = jax.eval_shape(model.init, jax.random.key(0), x, comp)  # shapes only: no compile
+  out = jax.eval_shape(model.apply, variables, x, comp)
   assert set(out) == keys
   if 'synthesis' in out:
     assert out['synthesis'].shape == (2, 8, 16, 8, 1)
@@ -84,7 +84,7 @@ def test_dropout_only_with_train_and_only_from_the_key():
 def test_remat_keeps_parameters_outputs_and_gradients(remat):
   # op by op (no jit), remat recomputes exactly the same values; under jit XLA fuses the two
   # graphs differently (float32 round-off, ~1e-7 relative)
-  x = jax.random.normal(jax.random.key(0), (1, 16, 16, 16, 3))
+  x = jax.random.normal(jax.random.key(0), (1, 8, 8, 8, 3))
   c = x[..., :1]
   plain = models.RSNet(base_filters=2, num_levels=2)
   params = plain.init(jax.random.key(1), x, c)['params']
