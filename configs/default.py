@@ -20,8 +20,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.num_classes = 4  # background, necrotic/non-enhancing core, edema, enhancing
   config.model.dropout_rate = 0.1
   config.model.instance_norm_affine = False  # learnable scale/offset in instance norm
-  config.model.remat = 'none'  # recompute in the backward pass: 'none' | 'levels' (keep each U-Net
-  #   level's inputs only) | 'convs' (keep conv outputs); same results, less memory, more time
+  config.model.remat = 'none'  # recompute in the backward pass: 'none' | 'levels' (keep only the
+  #   inputs of the start block, each U-Net level and each head) | 'convs' (keep conv outputs)
   config.model.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16' (parameters, loss and
   #   outputs stay float32)
 
