@@ -83,11 +83,6 @@ def global_batch_size(per_device: int) -> int:
   return per_device * jax.device_count()
 
 
-def process_batch_size(per_device: int) -> int:
-  """Rows of the global batch that this process loads: per-device batch x its local devices."""
-  return per_device * jax.local_device_count()
-
-
 def replicate(tree: Any, mesh: Mesh) -> Any:
   """Host or single-device arrays (equal on every process) -> arrays replicated over ``mesh``."""
   sharding = replicated(mesh)
