@@ -28,13 +28,17 @@ import subprocess
 import sys
 import time
 
-JAX_LEVERS = {  # variant: (remat, dtype, donate)
-    'jax': ('none', 'float32', True),
-    'jax remat=levels': ('levels', 'float32', True),
-    'jax remat=convs': ('convs', 'float32', True),
-    'jax bf16': ('none', 'bfloat16', True),
-    'jax bf16 remat=levels': ('levels', 'bfloat16', True),
-    'jax no donation': ('none', 'float32', False),
+JAX_LEVERS = {  # variant: (remat, dtype, donate, conv_impl)
+    'jax': ('none', 'float32', True, 'auto'),  # auto: 'fold' on the CPU, 'xla' on GPU/TPU
+    'jax xla': ('none', 'float32', True, 'xla'),
+    'jax fold': ('none', 'float32', True, 'fold'),
+    'jax fold_sum': ('none', 'float32', True, 'fold_sum'),
+    'jax remat=levels': ('levels', 'float32', True, 'auto'),
+    'jax remat=convs': ('convs', 'float32', True, 'auto'),
+    'jax bf16': ('none', 'bfloat16', True, 'auto'),
+    'jax xla bf16': ('none', 'bfloat16', True, 'xla'),
+    'jax bf16 remat=levels': ('levels', 'bfloat16', True, 'auto'),
+    'jax no donation': ('none', 'float32', False, 'auto'),
 }
 IN_CHANNELS, K, LEVELS, CLASSES = 3, 4, 4, 4
 
@@ -72,16 +76,16 @@ def _timed(fn, steps: int) -> list[float]:
 
 
 def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | None,
-            warmup: int = 1) -> dict:
+            warmup: int = 1, forward: bool = False) -> dict:
   import functools  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
   from rsnet_jax import train  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
-  remat, dtype, donate = JAX_LEVERS[variant]
+  remat, dtype, donate, conv_impl = JAX_LEVERS[variant]
   config = default.get_config()
-  config.model.remat, config.model.dtype = remat, dtype
+  config.model.remat, config.model.dtype, config.model.conv_impl = remat, dtype, conv_impl
   task = pipeline.Task.from_config(config)
   state = train.create_train_state(config, task, jax.random.key(0))
   rng = np.random.default_rng(0)
@@ -94,6 +98,10 @@ def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | 
                                    class_ratios=np.full(CLASSES, 0.25), steps_per_epoch=100),
                  donate_argnums=(0,) if donate else ())
   key = jax.random.key(1)
+  if forward:  # one MC-dropout sample: the forward pass with dropout on, no gradients
+    step = jax.jit(lambda state, batch, key: (state, state.apply_fn(
+        {'params': state.params}, batch['inputs'], batch['complementary'], train=True,
+        rngs={'dropout': key})))
   t = time.perf_counter()
   compiled = step.lower(state, batch, key).compile()
   result = {'compile_s': time.perf_counter() - t,
@@ -105,7 +113,7 @@ def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | 
 
   def one():
     holder[0], parts = compiled(holder[0], batch, key)
-    jax.block_until_ready(parts['loss'])
+    jax.block_until_ready(parts)
 
   _timed(one, warmup)
   result['times'] = _timed(one, steps)
@@ -155,7 +163,7 @@ def _op_kind(name: str) -> str:
   return 'other ops'
 
 
-def run_torch(shape, steps: int, warmup: int = 1) -> dict:
+def run_torch(shape, steps: int, warmup: int = 1, forward: bool = False) -> dict:
   import torch  # pylint: disable=g-import-not-at-top
   sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
   import torch_twin  # pylint: disable=g-import-not-at-top
@@ -170,7 +178,13 @@ def run_torch(shape, steps: int, warmup: int = 1) -> dict:
   labels = torch.randint(0, CLASSES, (1,) + shape, generator=g)
   weights = torch.full((CLASSES,), 1.0)
 
+  def one_forward():  # one MC-dropout sample: dropout on (train mode), no autograd
+    with torch.no_grad():
+      model(inputs, complementary)
+
   def one():
+    if forward:
+      return one_forward()
     opt.zero_grad(set_to_none=True)
     synthesis, logits = model(inputs, complementary)
     loss = torch_twin.loss_fn(synthesis, logits, target, labels, weights)
@@ -188,9 +202,10 @@ def run_torch(shape, steps: int, warmup: int = 1) -> dict:
 def child(args) -> None:
   shape = tuple(int(s) for s in args.shape.split(','))
   if args.variant == 'torch':
-    result = run_torch(shape, args.steps, args.warmup)
+    result = run_torch(shape, args.steps, args.warmup, args.forward)
   else:
-    result = run_jax(args.variant, shape, args.steps, args.compile_only, args.profile, args.warmup)
+    result = run_jax(args.variant, shape, args.steps, args.compile_only, args.profile, args.warmup,
+                     args.forward)
   result['peak_rss_mb'] = _peak_rss_mb()
   print('RESULT ' + json.dumps(result))
 
@@ -203,6 +218,8 @@ def main() -> None:
   parser.add_argument('--steps', type=int, default=3, help='timed steps after the warm-up')
   parser.add_argument('--warmup', type=int, default=1, help='untimed steps first (0 at full size)')
   parser.add_argument('--compile-only', action='store_true', help='JAX: memory plan only')
+  parser.add_argument('--forward', action='store_true',
+                      help='time one forward pass with dropout on (an MC sample) instead of a step')
   parser.add_argument('--profile', default=None, help='trace one JAX step into this folder')
   parser.add_argument('--python', default=sys.executable,
                       help='interpreter for the torch variant (one that has torch installed)')
@@ -218,13 +235,14 @@ def main() -> None:
              TF_CPP_MIN_LOG_LEVEL='3')
   rows = []
   for shape in args.shapes:
-    flops = 3 * conv_flops(tuple(int(s) for s in shape.split(',')))
+    flops = (1 if args.forward else 3) * conv_flops(tuple(int(s) for s in shape.split(',')))
     results = {}
     for variant in args.variants:
       python = args.python if variant == 'torch' else sys.executable
       cmd = [python, os.path.abspath(__file__), '--child', '--shape', shape, '--variant', variant,
              '--steps', str(args.steps), '--warmup', str(args.warmup)]
       cmd += ['--compile-only'] if args.compile_only else []
+      cmd += ['--forward'] if args.forward else []
       cmd += ['--profile', args.profile] if args.profile and variant != 'torch' else []
       print(f'{shape} {variant} ...', file=sys.stderr, flush=True)
       out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)

@@ -24,6 +24,9 @@ def get_config() -> ml_collections.ConfigDict:
   #   inputs of the start block, each U-Net level and each head) | 'convs' (keep conv outputs)
   config.model.dtype = 'float32'  # compute dtype: 'float32' | 'bfloat16' (parameters, loss and
   #   outputs stay float32)
+  config.model.conv_impl = 'auto'  # 3x3x3 convs: 'auto' ('fold' on the CPU backend, 'xla'
+  #   elsewhere) | 'xla' (XLA's 3D conv) | 'fold' (2D convs, depth taps on the channel axis) |
+  #   'fold_sum' (three accumulated 2D convs); same parameters, same values to float32 round-off
 
   config.data = ml_collections.ConfigDict()
   config.data.data_dir = ''  # folder of BraTS case folders; '' = synthetic cases in WORKDIR/data
@@ -50,8 +53,11 @@ def get_config() -> ml_collections.ConfigDict:
   #   T1/T2/FLAIR/PD at 1 x 1 x 3 mm: set data.modalities and model.num_classes=2 to match)
 
   config.loss = ml_collections.ConfigDict()
-  config.loss.lambda_synthesis = 1.0  # lambda1 (eq. 4)
-  config.loss.lambda_segmentation = 0.1  # lambda2
+  # Eq. 4's weights. The paper: "lambda1 and lambda2 ..., to combine CCE and MSE, were fixed to 1.0
+  # and 0.1 respectively"; we read it as CCE 1.0 and MSE 0.1. The other reading (MSE 1.0, CCE 0.1)
+  # starves the segmentation head: an RS-Net then does not even overfit two cases (README, Learning).
+  config.loss.lambda_synthesis = 0.1  # on W-MSE
+  config.loss.lambda_segmentation = 1.0  # on W-CCE
   config.loss.rep = 0.1  # eq. 3 (not given in the paper; 1.0 gives rare classes weights ~5000)
   config.loss.decay_rate = 0.95  # r: per-epoch decay of the class weights towards 1 (not given)
 
@@ -63,6 +69,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.lr_scaling = 'none'  # larger global batches: 'none' | 'linear' | 'sqrt' (learning
   #   rate x (global batch / base_batch_size), or its square root)
   config.optim.base_batch_size = 1  # the global batch optim.learning_rate was tuned for
+  config.optim.warmup_steps = 0  # ours, not the paper's: linear warm-up from 0 over N steps
+  config.optim.schedule = 'constant'  # 'constant' (the paper's) | 'cosine' (ours: decays to
+  #   optim.end_lr_fraction x the rate at the last step)
+  config.optim.end_lr_fraction = 0.0
 
   config.train = ml_collections.ConfigDict()
   config.train.donate_state = True  # the step reuses the train state's buffers in place

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from rsnet_jax import conv
+
 Array = jax.Array
 
 # Per axis, which of the 5 taps of a stride-2 transposed conv feed output phase p (0 = even, 1 = odd)
@@ -65,10 +67,12 @@ class SubPixelConvTranspose(nn.Module):
   Holds exactly the parameters of ``nn.ConvTranspose(features, (5, 5, 5), strides=(2, 2, 2))``
   (``kernel [5, 5, 5, Cin, F]``, ``bias [F]``) and returns the same values to float32 round-off,
   but runs as one 3x3x3 conv to ``8 * F`` channels plus a depth-to-space reshuffle, which XLA's CPU
-  backend executes ~90x faster than its own lowering of the transposed conv.
+  backend executes ~90x faster than its own lowering of the transposed conv. The 3x3x3 conv goes
+  through `conv.conv3x3x3` with ``impl``.
   """
 
   features: int
+  impl: str = 'auto'  # a key of conv.IMPLS
   kernel_init: Any = nn.initializers.lecun_normal()
   dtype: Any = jnp.float32  # compute dtype (parameters stay float32)
 
@@ -78,19 +82,13 @@ class SubPixelConvTranspose(nn.Module):
     cin = x.shape[-1]
     kernel = self.param('kernel', self.kernel_init, (5, 5, 5, cin, self.features))
     bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    x = x.astype(self.dtype)
-    y = jax.lax.conv_general_dilated(
-        x,
-        subpixel_kernel(kernel).astype(self.dtype),
-        window_strides=(1, 1, 1),
-        padding='SAME',
-        dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'),
-    )
+    y = conv.conv3x3x3(x.astype(self.dtype), subpixel_kernel(kernel).astype(self.dtype),
+                       self.impl)
     return depth_to_space(y, self.features) + bias.astype(self.dtype)
 
 
-def _conv3(features: int, name: str | None = None, dtype: Any = jnp.float32) -> nn.Conv:
-  return nn.Conv(features, (3, 3, 3), padding='SAME', name=name, dtype=dtype)
+def _conv3(features: int, name: str, dtype: Any, impl: str) -> conv.Conv3D:
+  return conv.Conv3D(features, impl=impl, dtype=dtype, name=name)
 
 
 # Rematerialisation (config model.remat): what the backward pass keeps of the start block, each
@@ -112,6 +110,7 @@ class UNet3D(nn.Module):
   instance_norm_affine: bool = False
   remat: str = 'none'  # a key of REMAT_POLICIES
   dtype: Any = jnp.float32  # compute dtype of the convolutions (parameters stay float32)
+  conv_impl: str = 'auto'  # how 3x3x3 convs are computed: a key of conv.IMPLS
 
   def _norm(self, x: Array, block: str) -> Array:
     return nn.InstanceNorm(use_scale=self.instance_norm_affine,
@@ -132,24 +131,25 @@ class UNet3D(nn.Module):
 
   def _encoder_step(self, x: Array, n: int) -> Array:
     f = self.base_filters * 2**n
-    x = nn.relu(_conv3(f, f'encoder{n}_conv0', self.dtype)(x))
-    x = nn.relu(_conv3(f, f'encoder{n}_conv1', self.dtype)(x))
+    x = nn.relu(_conv3(f, f'encoder{n}_conv0', self.dtype, self.conv_impl)(x))
+    x = nn.relu(_conv3(f, f'encoder{n}_conv1', self.dtype, self.conv_impl)(x))
     return self._norm(nn.max_pool(x, (2, 2, 2), strides=(2, 2, 2)), f'encoder{n}')
 
   def _start(self, x: Array) -> Array:
     k = self.base_filters
-    x = nn.relu(_conv3(k, 'start_conv0', self.dtype)(x))
-    return nn.relu(_conv3(k, 'start_conv1', self.dtype)(x))
+    x = nn.relu(_conv3(k, 'start_conv0', self.dtype, self.conv_impl)(x))
+    return nn.relu(_conv3(k, 'start_conv1', self.dtype, self.conv_impl)(x))
 
   def _decoder_up(self, x: Array, skip: Array, n: int) -> Array:
     f = self.base_filters * 2**n
-    x = nn.relu(SubPixelConvTranspose(f, dtype=self.dtype, name=f'decoder{n}_upsample')(x))
+    x = nn.relu(SubPixelConvTranspose(f, self.conv_impl, dtype=self.dtype,
+                                      name=f'decoder{n}_upsample')(x))
     return self._norm(jnp.concatenate([x, skip.astype(x.dtype)], axis=-1), f'decoder{n}')
 
   def _decoder_convs(self, x: Array, n: int) -> Array:
     f = self.base_filters * 2**n
-    x = nn.relu(_conv3(f, f'decoder{n}_conv0', self.dtype)(x))
-    return nn.relu(_conv3(f, f'decoder{n}_conv1', self.dtype)(x))
+    x = nn.relu(_conv3(f, f'decoder{n}_conv0', self.dtype, self.conv_impl)(x))
+    return nn.relu(_conv3(f, f'decoder{n}_conv1', self.dtype, self.conv_impl)(x))
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False, prefix: tuple[Array, Array] | None = None,
@@ -186,14 +186,16 @@ class Head(nn.Module):
   base_filters: int
   out_features: int
   dtype: Any = jnp.float32  # compute dtype; the output is float32 either way
+  conv_impl: str = 'auto'  # the 3x3x3 conv's: a key of conv.IMPLS
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     k = self.base_filters
-    x = nn.relu(_conv3(4 * k, dtype=self.dtype)(x))
-    x = nn.relu(nn.Conv(2 * k, (1, 1, 1), dtype=self.dtype)(x))
-    x = nn.relu(nn.Conv(k, (1, 1, 1), dtype=self.dtype)(x))
-    return nn.Conv(self.out_features, (1, 1, 1), dtype=self.dtype)(x).astype(jnp.float32)
+    x = nn.relu(_conv3(4 * k, 'Conv_0', self.dtype, self.conv_impl)(x))
+    x = nn.relu(nn.Conv(2 * k, (1, 1, 1), dtype=self.dtype, name='Conv_1')(x))
+    x = nn.relu(nn.Conv(k, (1, 1, 1), dtype=self.dtype, name='Conv_2')(x))
+    return nn.Conv(self.out_features, (1, 1, 1), dtype=self.dtype,
+                   name='Conv_3')(x).astype(jnp.float32)
 
 
 VARIANTS = ('rsnet', 'rnet', 'snet')
@@ -215,17 +217,18 @@ class RSNet(nn.Module):
   remat: str = 'none'  # rematerialisation of the U-Net levels: a key of REMAT_POLICIES
   dtype: Any = jnp.float32  # compute dtype (jnp.bfloat16: bf16 convolutions, float32 parameters
   #   and outputs)
+  conv_impl: str = 'auto'  # how 3x3x3 convs are computed: a key of conv.IMPLS (same parameters)
 
   def setup(self):
     if self.variant not in VARIANTS:
       raise ValueError(f'model.variant must be one of {VARIANTS}, got {self.variant!r}')
     self.unet = UNet3D(self.base_filters, self.num_levels, self.dropout_rate,
-                       self.instance_norm_affine, self.remat, self.dtype)
+                       self.instance_norm_affine, self.remat, self.dtype, self.conv_impl)
     head = Head if self.remat == 'none' else nn.remat(Head, policy=REMAT_POLICIES.get(self.remat))
     if self.variant != 'snet':
-      self.regression = head(self.base_filters, 1, self.dtype)
+      self.regression = head(self.base_filters, 1, self.dtype, self.conv_impl)
     if self.variant != 'rnet':
-      self.segmentation = head(self.base_filters, self.num_classes, self.dtype)
+      self.segmentation = head(self.base_filters, self.num_classes, self.dtype, self.conv_impl)
 
   def prefix(self, inputs: Array) -> tuple[Array, Array]:
     """The deterministic layers before the first dropout (see `UNet3D`); pass the result as

@@ -45,21 +45,42 @@ def create_model(config: ml_collections.ConfigDict) -> models.RSNet:
   return models.RSNet(variant=m.variant, base_filters=m.base_filters, num_levels=m.num_levels,
                       num_classes=m.num_classes, dropout_rate=m.dropout_rate,
                       instance_norm_affine=m.instance_norm_affine, remat=m.get('remat', 'none'),
-                      dtype=jnp.dtype(m.get('dtype', 'float32')))
+                      dtype=jnp.dtype(m.get('dtype', 'float32')),
+                      conv_impl=m.get('conv_impl', 'auto'))
+
+
+def learning_rate_schedule(config: ml_collections.ConfigDict, learning_rate: float,
+                           num_steps: int) -> float | optax.Schedule:
+  """``learning_rate`` (the paper's constant rate), or with ``optim.warmup_steps`` and/or
+  ``optim.schedule == 'cosine'`` a linear warm-up from 0 and a cosine decay to
+  ``optim.end_lr_fraction * learning_rate`` at step ``num_steps``."""
+  o = config.optim
+  warmup, schedule = o.get('warmup_steps', 0), o.get('schedule', 'constant')
+  if schedule not in ('constant', 'cosine'):
+    raise UserError(f"optim.schedule must be 'constant' or 'cosine', got {schedule!r}")
+  if not warmup and schedule == 'constant':
+    return learning_rate
+  if schedule == 'constant':
+    return optax.linear_schedule(0.0, learning_rate, warmup)
+  return optax.warmup_cosine_decay_schedule(
+      0.0, learning_rate, warmup, max(num_steps, warmup + 1),
+      end_value=o.get('end_lr_fraction', 0.0) * learning_rate)
 
 
 def create_train_state(config: ml_collections.ConfigDict, task: pipeline.Task,
-                       key: Array, learning_rate: float | None = None) -> TrainState:
+                       key: Array, learning_rate: float | None = None,
+                       num_steps: int = 1) -> TrainState:
   """Initialises parameters from ``key`` (shapes only depend on the channel counts) and Adam
-  (``learning_rate``, default ``optim.learning_rate``)."""
+  (``learning_rate``, default ``optim.learning_rate``, on `learning_rate_schedule` over
+  ``num_steps``; the optimizer state's structure does not depend on ``num_steps``)."""
   model = create_model(config)
   size = (1,) + (task.multiple,) * 3
   inputs = jnp.zeros(size + (len(task.inputs),))
   complementary = jnp.zeros(size + (1,)) if task.complementary else None
   params = model.init(key, inputs, complementary)['params']
   learning_rate = config.optim.learning_rate if learning_rate is None else learning_rate
-  tx = optax.adam(learning_rate, b1=config.optim.b1, b2=config.optim.b2,
-                  eps=config.optim.eps)
+  tx = optax.adam(learning_rate_schedule(config, learning_rate, num_steps), b1=config.optim.b1,
+                  b2=config.optim.b2, eps=config.optim.eps)
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
 
 
@@ -251,7 +272,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                learning_rate)
   mesh = parallel.data_mesh()
   init_key, dropout_key = jax.random.split(jax.random.key(config.seed))
-  state = create_train_state(config, task, init_key, learning_rate)
+  num_steps = steps_per_epoch * config.train.num_epochs
+  state = create_train_state(config, task, init_key, learning_rate, num_steps)
   if parallel.is_primary():
     write_summary(workdir, state.params, config)
     with open(os.path.join(workdir, 'config.json'), 'w') as f:
@@ -264,7 +286,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         state=ocp.args.StandardRestore(state)))['state']
     logging.info('resumed from step %d', start_step)
 
-  num_steps = steps_per_epoch * config.train.num_epochs
   order = pipeline.case_order(train_cases, config.train.num_epochs, config.seed)
   dataset = pipeline.train_dataset(train_cases, task, batch_size, config.train.num_epochs,
                                    seed=config.seed,

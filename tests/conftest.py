@@ -4,6 +4,11 @@ import os
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
+# The tests' tiny volumes spend most of their time compiling: XLA's backend at optimisation level 0
+# compiles a train step ~3x faster (its code runs ~2x slower, which tiny volumes do not feel).
+# Subprocesses the tests start inherit it.
+FAST_COMPILE = '--xla_backend_optimization_level=0'
+os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {FAST_COMPILE}'.strip()
 
 import pytest  # pylint: disable=g-import-not-at-top
 

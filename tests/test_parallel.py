@@ -13,7 +13,7 @@ from rsnet_jax import parallel
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
-from tests.conftest import tiny_config
+from tests.conftest import FAST_COMPILE, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -60,7 +60,7 @@ def _free_port() -> int:
 
 def _worker(out, data_dir, workdir, per_device, *distributed, devices=1):
   env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
-             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices}')
+             XLA_FLAGS=f'--xla_force_host_platform_device_count={devices} {FAST_COMPILE}')
   args = [sys.executable, '-m', 'tests.parallel_worker', str(out), data_dir, str(workdir),
           str(per_device), *map(str, distributed)]
   return subprocess.Popen(args, cwd=ROOT, env=env, stdout=subprocess.PIPE,

@@ -1,0 +1,120 @@
+"""The 3x3x3 convolution implementations (model.conv_impl): each equals flax's nn.Conv, holds its
+parameters, and a model saved with one restores and predicts the same with another."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from rsnet_jax import conv
+from rsnet_jax import models
+from rsnet_jax import predict
+from rsnet_jax import train
+from rsnet_jax.data import layouts
+from rsnet_jax.data import pipeline
+from tests.conftest import tiny_config
+
+FAST = [i for i in conv.IMPLS if i not in ('auto', 'xla')]
+
+
+def _layer_shapes(cin: int = 3, k: int = 4, levels: int = 4) -> list[tuple[int, int]]:
+  """(Cin, Cout) of every 3x3x3 conv of the paper's RS-Net (k=4, 4 levels, 3 inputs), the sub-pixel
+  upsampling's 8-phase conv included."""
+  shapes = [(cin, k), (k, k)]
+  ch = k
+  for n in range(1, levels + 1):
+    shapes += [(ch, k * 2**n), (k * 2**n, k * 2**n)]
+    ch = k * 2**n
+  for n in reversed(range(levels)):
+    f = k * 2**n
+    shapes += [(ch, 8 * f), (2 * f, f), (f, f)]
+    ch = f
+  shapes += [(k + 1, 4 * k), (k, 4 * k)]  # regression (with the complementary input), segmentation
+  return sorted(set(shapes))
+
+
+def test_auto_is_fold_on_cpu_and_xla_elsewhere():
+  assert conv.resolve_impl('auto', 'cpu') == 'fold'
+  assert conv.resolve_impl('auto', 'gpu') == conv.resolve_impl('auto', 'tpu') == 'xla'
+  assert conv.resolve_impl('fold_sum', 'gpu') == 'fold_sum'
+  with pytest.raises(ValueError, match='model.conv_impl'):
+    conv.resolve_impl('im2col')
+
+
+@pytest.mark.parametrize('cin,cout', _layer_shapes())
+def test_every_impl_equals_flax_conv_values_and_gradients(cin, cout):
+  x = jax.random.normal(jax.random.key(0), (2, 4, 6, 5, cin))
+  reference = nn.Conv(cout, (3, 3, 3), padding='SAME')
+  params = reference.init(jax.random.key(1), x)
+  params = jax.tree.map(lambda p: p + 0.05, params)  # a non-zero bias too
+  probe = jax.random.normal(jax.random.key(2), (2, 4, 6, 5, cout))  # a loss touching every output
+
+  def loss(module, params, x):
+    return jnp.sum(module.apply(params, x) * probe)
+
+  @jax.jit
+  def all_impls(params, x):
+    modules = {'nn.Conv': reference} | {i: conv.Conv3D(cout, impl=i) for i in conv.IMPLS}
+    return {name: jax.value_and_grad(functools.partial(loss, m), argnums=(0, 1))(params, x)
+            for name, m in modules.items()}
+
+  out = all_impls(params, x)
+  expected_value, (expected_dparams, expected_dx) = out.pop('nn.Conv')
+  scale = float(jnp.abs(expected_value)) + 1.0
+  for impl, (value, (dparams, dx)) in out.items():
+    np.testing.assert_allclose(value, expected_value, atol=1e-5 * scale, err_msg=impl)
+    np.testing.assert_allclose(dx, expected_dx, rtol=1e-4, atol=1e-4, err_msg=impl)
+    for name in ('kernel', 'bias'):
+      np.testing.assert_allclose(dparams['params'][name], expected_dparams['params'][name],
+                                 rtol=1e-4, atol=1e-4, err_msg=f'{impl} {name}')
+
+
+def test_conv3d_initialises_exactly_like_nn_conv():
+  x = jnp.ones((1, 4, 4, 4, 5))
+  expected = nn.Conv(7, (3, 3, 3), padding='SAME').init(jax.random.key(3), x)
+  got = conv.Conv3D(7, impl='fold').init(jax.random.key(3), x)
+  assert jax.tree.structure(got) == jax.tree.structure(expected)
+  jax.tree.map(np.testing.assert_array_equal, got, expected)
+
+
+def test_rsnet_parameters_do_not_depend_on_impl_and_outputs_agree_with_dropout_on():
+  x = jax.random.uniform(jax.random.key(0), (1, 8, 8, 8, 3))
+  c = x[..., :1]
+  trees, outputs = {}, {}
+  for impl in ('xla',) + tuple(FAST):
+    model = models.RSNet(base_filters=2, num_levels=2, dropout_rate=0.3, conv_impl=impl)
+    trees[impl] = jax.jit(model.init)(jax.random.key(1), x, c)['params']
+    apply = jax.jit(functools.partial(model.apply, train=True))
+    outputs[impl] = apply({'params': trees['xla']}, x, c, rngs={'dropout': jax.random.key(2)})
+  for impl in FAST:
+    jax.tree.map(np.testing.assert_array_equal, trees[impl], trees['xla'])
+    for name in outputs['xla']:
+      np.testing.assert_allclose(outputs[impl][name], outputs['xla'][name], rtol=1e-4, atol=1e-5,
+                                 err_msg=f'{impl} {name}')
+
+
+def test_checkpoint_saved_with_one_impl_restores_and_predicts_the_same_with_another(
+    tiny_dataset, tmp_path):
+  saved_with = tiny_config(**{'model.conv_impl': 'xla', 'predict.num_mc_samples': 2})
+  task = pipeline.Task.from_config(saved_with)
+  state = train.create_train_state(saved_with, task, jax.random.key(0))
+  train.checkpoint_manager(str(tmp_path), saved_with).save(
+      1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
+  case = layouts.discover(tiny_dataset)[0]
+  example, _ = pipeline.load_case(case, task, references=False)
+  outputs = {}
+  for impl in ('xla', 'fold'):
+    config = tiny_config(**{'model.conv_impl': impl, 'predict.num_mc_samples': 2})
+    fresh = train.create_train_state(config, task, jax.random.key(9))  # other weights: overwritten
+    restored, step = train.restore_params(str(tmp_path), config, fresh, 'latest')
+    assert step == 1
+    jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
+    fn = jax.jit(functools.partial(predict.forward, apply_fn=restored.apply_fn, num_mc_samples=2))
+    outputs[impl] = predict.predict_example(fn, restored.params, example, jax.random.key(3))
+  for name in outputs['xla']:
+    np.testing.assert_allclose(outputs['fold'][name], outputs['xla'][name], rtol=1e-4, atol=1e-5,
+                               err_msg=name)
