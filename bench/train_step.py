@@ -13,8 +13,12 @@ FLOPs (3 x the forward's: forward, input and weight gradients; the transposed co
 5x5x5 kernel they are) against the machine's float32 matmul peak (jnp.dot and torch.mm of 4096^2,
 the better), peak RSS, and for JAX the XLA temp memory plan (`compiled.memory_analysis()`).
 ``--profile DIR`` traces one JAX step and prints where its time goes (XLA ops grouped by kind).
+``jax xla`` / ``jax fold`` / ``jax fold_sum`` pick ``model.conv_impl`` (``jax`` is ``auto``: ``fold`` on
+the CPU). ``--forward`` times one forward pass with dropout on (one MC sample; torch under
+``torch.no_grad()``) instead of a training step.
 
-  python bench/train_step.py --shapes 64,64,64 128,128,128 --variants jax torch
+  python bench/train_step.py --shapes 64,64,64 128,128,128 --variants jax 'jax xla' torch
+  python bench/train_step.py --shapes 64,64,64 128,128,128 --variants jax 'jax xla' torch --forward
   python bench/train_step.py --shapes 192,208,160 --variants jax 'jax remat=levels' 'jax bf16' \
       --compile-only   # memory plans at the paper's 184x200x152 crop padded to 2**4
 """

@@ -27,6 +27,7 @@ import ml_collections
 import numpy as np
 import optax
 import orbax.checkpoint as ocp
+import tqdm
 
 from rsnet_jax import losses
 from rsnet_jax import models
@@ -303,7 +304,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   save = lambda step, metrics=None: manager.save(
       step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), metrics=metrics)
   train_metrics = None
-  with resilience.stop_requests() as stop:
+  bar = tqdm.tqdm(total=num_steps, initial=start_step, desc='train', unit='step',
+                  disable=not parallel.is_primary() or None)  # None: off when not a terminal
+  with bar, resilience.stop_requests() as stop:
     for step in range(start_step, num_steps):
       batch = parallel.global_batch(next(batches), mesh)
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
@@ -324,8 +327,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           nonfinite=1.0 - parts['finite'])
       train_metrics = update if train_metrics is None else train_metrics.merge(update)
       progress(step + 1)
+      bar.update()
       if (step + 1) % config.train.log_every_steps == 0 or step + 1 == num_steps:
         scalars = train_metrics.compute()
+        bar.set_postfix(loss=f'{scalars["loss"]:.4f}', refresh=False)
         writer.write_scalars(step + 1, {f'train_{k}': v for k, v in scalars.items()})
         if scalars['nonfinite'] > 0:
           logging.warning('steps %d..%d: %.0f%% of the updates skipped (non-finite)',

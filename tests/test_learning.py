@@ -66,6 +66,7 @@ def _whole_tumour_dice(example, out):
   return metrics.brats_dice(example['labels'], labels)['WT']
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize('variant', ['rsnet', 'rnet', 'snet'])
 def test_each_variant_overfits_two_cases(two_cases, variant):
   examples, first, last = _overfit(two_cases, variant)
