@@ -43,7 +43,7 @@ def test_train_steps_lower_the_loss_on_a_tiny_case(tiny_dataset):
   before, _ = train._loss(state.params, state.apply_fn, batch, weights, config, False)
   state, _ = step(state, batch, jax.random.key(1))
   after_one, _ = train._loss(state.params, state.apply_fn, batch, weights, config, False)
-  for _ in range(29):
+  for _ in range(59):
     state, _ = step(state, batch, jax.random.key(1))
   after, _ = train._loss(state.params, state.apply_fn, batch, weights, config, False)
   assert float(after_one) < float(before)
