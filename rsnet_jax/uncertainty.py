@@ -3,8 +3,9 @@
 Sample ``i`` always uses ``jax.random.split(key, N)[i]``, so the samples are the same whether they are
 drawn in a loop, in one vmap or in chunks. Chunks of ``chunk_size`` samples are vmapped and folded
 into running statistics (Welford's mean/M2 update, one sample at a time) by ``jax.lax.scan``, so
-peak memory grows with the chunk, not with N, and the result is bit-identical for every chunk size
-from 2 up (chunks of 1 agree to float32 round-off: XLA:CPU lowers batch-1 ops differently).
+peak memory grows with the chunk, not with N. The same chunk size gives the same bits every time;
+another one the same values to float32 round-off (it changes the batch of every convolution, and
+XLA:CPU's GEMM kernels round the rows at a tile's edge their own way).
 """
 
 from __future__ import annotations
