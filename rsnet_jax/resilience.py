@@ -35,7 +35,8 @@ RESUMABLE_CHANGES = (
     'train.max_checkpoints', 'train.checkpoint_every_steps', 'train.predict_test_cases',
     'train.nonfinite', 'train.min_free_disk_factor', 'data.worker_count', 'data.data_dir',
     'data.layout', 'data.custom_files.',  # where the data are, not what they are
-    'predict.', 'uncertainty.', 'model.remat', 'model.conv_impl', 'train.donate_state', 'compilation_cache_dir',
+    'predict.', 'uncertainty.', 'model.remat', 'model.conv_impl', 'train.donate_state',
+    'compilation_cache_dir',
 )
 
 

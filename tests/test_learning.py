@@ -41,7 +41,8 @@ def _overfit(cases, variant: str):
   config = tiny_config(**OVERRIDES, **{'model.variant': variant})
   task = pipeline.Task.from_config(config)
   examples = [pipeline.load_case(c, task)[0] for c in cases]
-  ratios = losses.class_frequency_ratios(pipeline.label_voxel_counts(cases, 4))
+  ratios = losses.class_frequency_ratios(pipeline.label_voxel_counts(
+      cases, config.model.num_classes))
   step = jax.jit(functools.partial(train.train_step, config=config, class_ratios=ratios,
                                    steps_per_epoch=len(cases)))
   state = train.create_train_state(config, task, jax.random.key(0), num_steps=NUM_STEPS)
