@@ -58,6 +58,8 @@ def get_config() -> ml_collections.ConfigDict:
   # starves the segmentation head: an RS-Net then does not even overfit two cases (README, Learning).
   config.loss.lambda_synthesis = 0.1  # on W-MSE
   config.loss.lambda_segmentation = 1.0  # on W-CCE
+  config.loss.region = 'volume'  # voxels eq. 4 averages over: 'volume' (the paper's: the whole
+  #   crop) | 'brain' (ours: voxels non-zero in some input; predictions outside are background / 0)
   config.loss.rep = 0.1  # eq. 3 (not given in the paper; 1.0 gives rare classes weights ~5000)
   config.loss.decay_rate = 0.95  # r: per-epoch decay of the class weights towards 1 (not given)
 
@@ -86,6 +88,7 @@ def get_config() -> ml_collections.ConfigDict:
   #   checkpoint, exit 3) or 'skip' (drop that update and go on)
   config.train.min_free_disk_factor = 3.0  # refuse to start without room for this many checkpoints
   config.train.predict_test_cases = False  # after training, predict the test split
+  config.train.profile_steps = 0  # > 0: jax.profiler trace of that many steps into WORKDIR/profile
 
   config.predict = ml_collections.ConfigDict()
   config.predict.num_mc_samples = 0  # > 0: MC dropout; writes the per-voxel variance too

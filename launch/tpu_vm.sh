@@ -6,11 +6,11 @@
 #   bash launch/tpu_vm.sh rsnet-v4-32 us-central2-b configs/default.py gs-fuse/runs/rsnet_flair \
 #       /mnt/BraTS2017_Training --config.data.target=flair --config.optim.lr_scaling=sqrt
 #
-# Each worker must already have the repository at ~/rsnet_jax with `pip install -e .` and
-# `pip install 'jax[tpu]'` done, and see DATA_DIR and WORKDIR at the same paths (a shared or
-# gcsfuse-mounted file system: Orbax writes checkpoints collectively). --distributed=on makes every
-# worker call jax.distributed.initialize(), which reads the slice's coordinator and worker index from
-# the TPU metadata. Exit status 75 (preempted) means: rerun the same command to resume.
+# Each worker must already have the repository at ~/rsnet_jax with `pip install -e '.[tpu]'` done,
+# and see DATA_DIR and WORKDIR at the same paths (a shared or gcsfuse-mounted file system: Orbax
+# writes checkpoints collectively). --distributed=on makes every worker call
+# jax.distributed.initialize(), which reads the slice's coordinator and worker index from the TPU
+# metadata. Exit status 75 (preempted) means: rerun the same command to resume.
 set -euo pipefail
 if [[ $# -lt 5 ]]; then
   echo "usage: bash $0 TPU_NAME ZONE CONFIG WORKDIR DATA_DIR [--config.X=Y ...]" >&2

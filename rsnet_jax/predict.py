@@ -109,7 +109,25 @@ def predict_example(fn, params, example: dict[str, np.ndarray], key: Array | Non
     out = sliding_window.predict(run, inputs, tuple(window), overlap)
   else:
     out = fn(params, inputs, None if key is None else key[None])
-  return jax.tree.map(lambda a: np.asarray(a[0]), out)
+  return outside_brain_as_background(jax.tree.map(lambda a: np.asarray(a[0]), out),
+                                     example['brain'])
+
+
+def outside_brain_as_background(outputs: dict[str, np.ndarray],
+                                brain: np.ndarray) -> dict[str, np.ndarray]:
+  """``outputs`` of one example (no batch axis) with the voxels outside ``brain [D, H, W]`` (zero in
+  every input) set to what skull-stripped BraTS volumes hold there: background with probability 1,
+  a synthesized intensity of 0, no uncertainty."""
+  inside = np.asarray(brain) > 0
+  masked = {}
+  for name, value in outputs.items():
+    value = np.array(value)
+    if name == 'probabilities':
+      value[~inside] = np.eye(value.shape[-1], dtype=value.dtype)[0]
+    else:
+      value[~inside] = 0
+    masked[name] = value
+  return masked
 
 
 def window_shape(config: ml_collections.ConfigDict, task: pipeline.Task) -> tuple[int, ...]:

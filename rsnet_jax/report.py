@@ -28,7 +28,7 @@ def montage(example: dict[str, np.ndarray], outputs: dict[str, np.ndarray], task
 
   Args:
     example: one case from the pipeline (no batch axis).
-    outputs: the model's outputs for it (no batch axis).
+    outputs: its predictions as `predict.predict_example` returns them (no batch axis).
   """
   z = tumour_slice(example)
   panels = []
@@ -44,8 +44,9 @@ def montage(example: dict[str, np.ndarray], outputs: dict[str, np.ndarray], task
     panels.append((task.inputs[0], example['inputs'][..., z, 0], 'gray'))
   if 'labels' in example:
     panels.append(('true labels', example['labels'][..., z], _SEG_COLORS))
-  if 'logits' in outputs:
-    panels.append(('predicted labels', np.argmax(outputs['logits'][..., z, :], -1), _SEG_COLORS))
+  if 'probabilities' in outputs:
+    panels.append(('predicted labels', np.argmax(outputs['probabilities'][..., z, :], -1),
+                   _SEG_COLORS))
   fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
   for ax, (name, img, cmap) in zip(np.atleast_1d(axes), panels):
     seg = cmap is _SEG_COLORS

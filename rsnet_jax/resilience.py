@@ -33,7 +33,8 @@ EXIT_DIVERGED = 3  # a non-finite loss or gradient stopped training
 RESUMABLE_CHANGES = (
     'train.num_epochs', 'train.log_every_steps', 'train.eval_every_epochs',
     'train.max_checkpoints', 'train.checkpoint_every_steps', 'train.predict_test_cases',
-    'train.nonfinite', 'train.min_free_disk_factor', 'data.worker_count', 'data.data_dir',
+    'train.nonfinite', 'train.min_free_disk_factor', 'train.profile_steps', 'data.worker_count',
+    'data.data_dir',
     'data.layout', 'data.custom_files.',  # where the data are, not what they are
     'predict.', 'uncertainty.', 'model.remat', 'model.conv_impl', 'train.donate_state',
     'compilation_cache_dir',

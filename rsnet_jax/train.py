@@ -13,12 +13,11 @@ from __future__ import annotations
 import functools
 import json
 import os
+import time
 from typing import Any
 
 from absl import logging
-from clu import metric_writers
 from clu import metrics as clu_metrics
-from clu import periodic_actions
 from flax.training import train_state
 import jax
 from jax.experimental import multihost_utils
@@ -32,8 +31,10 @@ import tqdm
 from rsnet_jax import losses
 from rsnet_jax import models
 from rsnet_jax import parallel
+from rsnet_jax import predict
 from rsnet_jax import report
 from rsnet_jax import resilience
+from rsnet_jax import summary_writer
 from rsnet_jax.errors import UserError
 from rsnet_jax.data import pipeline
 
@@ -75,14 +76,39 @@ def create_train_state(config: ml_collections.ConfigDict, task: pipeline.Task,
   (``learning_rate``, default ``optim.learning_rate``, on `learning_rate_schedule` over
   ``num_steps``; the optimizer state's structure does not depend on ``num_steps``)."""
   model = create_model(config)
+  init = jax.jit(functools.partial(_init_params, model, task))
+  # One program at XLA's lowest optimisation level: the initialisers' random-number code compiles in
+  # seconds (op by op, or at the default level, the demo's ~40 parameter shapes took 80-100 s on 2
+  # cores), and the parameters do not depend on the XLA_FLAGS of the run.
+  params = init.lower(key).compile({'xla_backend_optimization_level': 0})(key)
+  return _train_state(config, model, params, learning_rate, num_steps)
+
+
+def _init_params(model: models.RSNet, task: pipeline.Task, key: Array) -> Any:
   size = (1,) + (task.multiple,) * 3
   inputs = jnp.zeros(size + (len(task.inputs),))
   complementary = jnp.zeros(size + (1,)) if task.complementary else None
-  params = model.init(key, inputs, complementary)['params']
+  return model.init(key, inputs, complementary)['params']
+
+
+def _train_state(config: ml_collections.ConfigDict, model: models.RSNet, params: Any,
+                 learning_rate: float | None, num_steps: int) -> TrainState:
   learning_rate = config.optim.learning_rate if learning_rate is None else learning_rate
   tx = optax.adam(learning_rate_schedule(config, learning_rate, num_steps), b1=config.optim.b1,
                   b2=config.optim.b2, eps=config.optim.eps)
   return TrainState.create(apply_fn=model.apply, params=params, tx=tx)
+
+
+LOSS_REGIONS = ('volume', 'brain')
+
+
+def loss_mask(batch: dict[str, Array], config: ml_collections.ConfigDict) -> Array:
+  """``[B, D, H, W]``: 1 where eq. 4 counts a voxel: every real voxel (``loss.region = 'volume'``,
+  the paper's) or only those inside the brain (``'brain'``: non-zero in some input)."""
+  region = config.loss.get('region', 'volume')
+  if region not in LOSS_REGIONS:
+    raise UserError(f'loss.region must be one of {LOSS_REGIONS}, got {region!r}')
+  return batch['valid'] * batch['brain'] if region == 'brain' else batch['valid']
 
 
 def _loss(params, apply_fn, batch, weights, config, train, key=None):
@@ -91,7 +117,7 @@ def _loss(params, apply_fn, batch, weights, config, train, key=None):
                      rngs=rngs)
   loss, parts = losses.rsnet_loss(outputs, batch.get('target'), batch['labels'], weights,
                                   config.loss.lambda_synthesis, config.loss.lambda_segmentation,
-                                  batch['valid'])
+                                  loss_mask(batch, config))
   return loss, (parts, outputs)
 
 
@@ -195,10 +221,10 @@ def write_summary(workdir: str, params: Any, config: ml_collections.ConfigDict) 
   return text
 
 
-def evaluate_loss(params, apply_fn, cases, task, config) -> tuple[dict[str, float], Any]:
-  """Mean unweighted validation losses over ``cases``; also returns the first case's batch/outputs."""
-  step = jax.jit(functools.partial(eval_step, apply_fn=apply_fn, config=config,
-                                   num_classes=config.model.num_classes))
+def evaluate_loss(step, params, cases, task) -> tuple[dict[str, float], Any]:
+  """Mean unweighted validation losses over ``cases`` with ``step`` (a jitted `eval_step`, made
+  once per run so that evaluations do not recompile it); also returns the first case's batch and
+  outputs."""
   totals, first = {}, None
   for example, _ in map(lambda c: pipeline.load_case(c, task), cases):
     batch = jax.tree.map(lambda a: a[None], example)
@@ -206,13 +232,23 @@ def evaluate_loss(params, apply_fn, cases, task, config) -> tuple[dict[str, floa
     for name, value in parts.items():
       totals[name] = totals.get(name, 0.0) + float(value) / len(cases)
     if first is None:
-      first = (example, jax.tree.map(lambda a: np.asarray(a[0]), outputs))
+      first = (example, _montage_outputs(outputs, example))
   return {f'val_{k}': v for k, v in totals.items()}, first
+
+
+def _montage_outputs(outputs: dict[str, Array], example: dict[str, np.ndarray]):
+  """The first example's outputs as `predict` writes them (softmax, outside the brain masked)."""
+  outputs = {k: np.asarray(v[0]) for k, v in outputs.items()}
+  if 'logits' in outputs:
+    outputs['probabilities'] = np.asarray(jax.nn.softmax(outputs.pop('logits'), axis=-1))
+  return predict.outside_brain_as_background(outputs, example['brain'])
 
 
 def checkpoint_bytes(config: ml_collections.ConfigDict, task: pipeline.Task) -> int:
   """Bytes of one checkpoint (parameters and optimizer state), from shapes only: nothing runs."""
-  shapes = jax.eval_shape(lambda: create_train_state(config, task, jax.random.key(0)))
+  model = create_model(config)
+  shapes = jax.eval_shape(lambda key: _train_state(
+      config, model, _init_params(model, task, key), None, 1), jax.random.key(0))
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes)
              if hasattr(x, 'dtype'))
 
@@ -294,16 +330,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   batches = pipeline.to_iterator(dataset[start_step:], config.data.worker_count)
   step_fn = sharded_train_step(config, class_ratios, steps_per_epoch, mesh,
                                config.train.get('donate_state', True))
+  val_step = jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn, config=config,
+                                       num_classes=config.model.num_classes))
 
-  writer = metric_writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
-  writer.write_hparams(_flatten(config.to_dict()))
-  progress = periodic_actions.ReportProgress(num_train_steps=num_steps, writer=writer,
-                                             every_steps=config.train.log_every_steps)
+  writer = summary_writer.SummaryWriter(workdir, just_logging=not parallel.is_primary())
+  writer.write_hparams(resilience.flatten(config.to_dict()))
+  writer.write_texts(start_step, {'config': '```\n' + str(config) + '\n```'})
+  profile = _Profile(workdir, start_step, config.train.get('profile_steps', 0))
   eval_every = steps_per_epoch * config.train.eval_every_epochs
   every = config.train.checkpoint_every_steps
   save = lambda step, metrics=None: manager.save(
       step, args=ocp.args.Composite(state=ocp.args.StandardSave(state)), metrics=metrics)
-  train_metrics = None
+  train_metrics, last_log = None, (start_step, time.perf_counter())
   bar = tqdm.tqdm(total=num_steps, initial=start_step, desc='train', unit='step',
                   disable=not parallel.is_primary() or None)  # None: off when not a terminal
   with bar, resilience.stop_requests() as stop:
@@ -326,12 +364,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
           **{k: parts.get(k, jnp.nan) for k in ('loss', 'wmse', 'wcce')},
           nonfinite=1.0 - parts['finite'])
       train_metrics = update if train_metrics is None else train_metrics.merge(update)
-      progress(step + 1)
+      profile(step + 1)
       bar.update()
       if (step + 1) % config.train.log_every_steps == 0 or step + 1 == num_steps:
         scalars = train_metrics.compute()
         bar.set_postfix(loss=f'{scalars["loss"]:.4f}', refresh=False)
-        writer.write_scalars(step + 1, {f'train_{k}': v for k, v in scalars.items()})
+        now = time.perf_counter()
+        writer.write_scalars(step + 1, {**{f'train_{k}': v for k, v in scalars.items()},
+                                        'steps_per_sec': (step + 1 - last_log[0]) /
+                                                         (now - last_log[1])})
+        last_log = (step + 1, now)
         if scalars['nonfinite'] > 0:
           logging.warning('steps %d..%d: %.0f%% of the updates skipped (non-finite)',
                           step + 2 - config.train.log_every_steps, step + 1,
@@ -339,8 +381,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         train_metrics = None
       stopping = _any_process(bool(stop))  # all processes stop after the same step
       if (step + 1) % eval_every == 0 or step + 1 == num_steps:
-        val, first = evaluate_loss(jax.device_get(state.params), state.apply_fn, val_cases, task,
-                                   config)
+        val, first = evaluate_loss(val_step, jax.device_get(state.params), val_cases, task)
         writer.write_scalars(step + 1, val)
         if first is not None and parallel.is_primary():
           path = os.path.join(workdir, 'montages', f'step_{step + 1:06d}.png')
@@ -354,8 +395,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         writer.flush()
         raise resilience.Preempted(stop[0] if stop else 'a signal to another process', step + 1,
                                    manager.directory)
+  profile.stop()
   manager.wait_until_finished()
-  writer.flush()
+  writer.close()
   return state
 
 
@@ -366,7 +408,27 @@ def _any_process(flag: bool) -> bool:
   return bool(np.any(multihost_utils.process_allgather(np.asarray(flag))))
 
 
-def _flatten(d: dict) -> dict[str, Any]:
-  """Hyper-parameters for TensorBoard: dotted keys, non-scalars as JSON."""
-  return {k: v if isinstance(v, (int, float, str, bool)) else json.dumps(v)
-          for k, v in resilience.flatten(d).items()}
+class _Profile:
+  """``train.profile_steps = N > 0``: a `jax.profiler` trace of the N steps after the first one
+  this run takes (which compiles) into ``WORKDIR/profile`` (TensorBoard's profile tab, Perfetto)."""
+
+  def __init__(self, workdir: str, start_step: int, num_steps: int):
+    self._dir = os.path.join(workdir, 'profile')
+    self._start, self._stop = start_step + 1, start_step + 1 + num_steps
+    self._active = False
+    if num_steps and parallel.is_primary():
+      logging.info('profiling steps %d..%d into %s', self._start + 1, self._stop, self._dir)
+    else:
+      self._start = self._stop = -1
+
+  def __call__(self, steps_done: int) -> None:
+    if steps_done == self._start:
+      jax.profiler.start_trace(self._dir)
+      self._active = True
+    elif steps_done == self._stop:
+      self.stop()
+
+  def stop(self) -> None:
+    if self._active:
+      jax.profiler.stop_trace()
+      self._active = False

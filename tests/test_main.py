@@ -9,6 +9,7 @@ import sys
 import nibabel as nib
 import numpy as np
 import pytest
+from tensorboard.backend.event_processing import event_accumulator
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--config.model.base_filters=2', '--config.model.num_levels=2',
@@ -19,10 +20,23 @@ TINY = ['--config.model.base_filters=2', '--config.model.num_levels=2',
 
 
 def _main(workdir, *args):
+  """Runs the command line with TensorFlow unimportable (whether or not it is installed)."""
   cmd = [sys.executable, '-m', 'rsnet_jax.main', '--config', 'configs/demo.py',
          '--workdir', str(workdir), *TINY, *args]
-  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3')
+  no_tf = os.path.join(os.path.dirname(str(workdir)), 'no_tensorflow')
+  os.makedirs(no_tf, exist_ok=True)
+  with open(os.path.join(no_tf, 'tensorflow.py'), 'w') as f:
+    f.write('raise ImportError("tensorflow is blocked by the test")\n')
+  path = os.pathsep.join([no_tf, REPO] + [p for p in [os.environ.get('PYTHONPATH')] if p])
+  env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3', PYTHONPATH=path)
   return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env, timeout=900)
+
+
+def _events(workdir) -> event_accumulator.EventAccumulator:
+  events = event_accumulator.EventAccumulator(str(workdir), size_guidance={'images': 0,
+                                                                           'tensors': 0})
+  events.Reload()
+  return events
 
 
 @pytest.mark.slow
@@ -33,7 +47,17 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   # Checkpoints, TensorBoard logs, summary, montages, evaluation tables and predictions (the
   # 18x16x13 volumes run padded to 20x16x16 and come back on their own grid).
   assert os.listdir(workdir / 'checkpoints')
-  assert any(n.startswith('events.out.tfevents') for n in os.listdir(workdir))
+  # TensorBoard's own reader finds the scalars (2 train cases x 2 epochs: steps 1..4), the montages
+  # of the 2 evaluations, the config text and the hyper-parameters.
+  events = _events(workdir)
+  assert [e.step for e in events.Scalars('train_loss')] == [1, 2, 3, 4]
+  assert [e.step for e in events.Scalars('val_loss')] == [2, 4]
+  assert all(np.isfinite(e.value) for e in events.Scalars('train_wcce'))
+  assert 'steps_per_sec' in events.Tags()['scalars']
+  montages = events.Images('val_montage')
+  assert [m.step for m in montages] == [2, 4] and montages[0].width > montages[0].height > 100
+  assert 'target: flair' in events.Tensors('config')[0].tensor_proto.string_val[0].decode()
+  assert events.PluginTagToContent('hparams')
   assert 'total' in (workdir / 'model_summary.txt').read_text()
   assert os.listdir(workdir / 'montages')
   table = json.loads((workdir / 'evaluation' / 'test.json').read_text())
@@ -60,10 +84,13 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   assert (variance >= 0).all() and variance.max() > 0
 
   # Training again with more epochs resumes from the latest checkpoint (2 train cases x 2 epochs).
-  result = _main(workdir, '--config.train.num_epochs=3')
+  # It also traces its second step for the profiler.
+  result = _main(workdir, '--config.train.num_epochs=3', '--config.train.profile_steps=1')
   assert result.returncode == 0, result.stderr[-3000:]
   assert 'resumed from step 4' in result.stderr
   assert '6' in os.listdir(workdir / 'checkpoints')
+  traces = [n for _, _, names in os.walk(workdir / 'profile') for n in names]
+  assert any(n.endswith('.xplane.pb') for n in traces), traces
 
   # Evaluate mode restores the best checkpoint and rewrites the tables.
   result = _main(workdir, '--mode=evaluate')

@@ -5,11 +5,13 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from rsnet_jax import losses
 from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
+from rsnet_jax.errors import UserError
 from tests.conftest import tiny_config
 
 
@@ -101,3 +103,20 @@ def test_best_falls_back_to_latest_without_validation(tiny_dataset, tmp_path):
     manager.save(s, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
   manager.wait_until_finished()
   assert train.restore_params(str(tmp_path), config, state, 'best')[1] == 2
+
+
+def test_brain_region_counts_only_brain_voxels(tiny_dataset):
+  config, task, cases, _ = _setup(tiny_dataset)
+  state = train.create_train_state(config, task, jax.random.key(0))
+  batch = jax.tree.map(lambda a: a[None], pipeline.load_case(cases[0], task)[0])
+  outside = batch['brain'] == 0
+  assert outside.any() and (~outside).any()
+  changed = dict(batch, labels=np.where(outside, 3, batch['labels']),
+                 target=np.where(outside[..., None], 5.0, batch['target']))
+  loss = lambda b, region: float(train._loss(state.params, state.apply_fn, b, jnp.ones(4),
+                                             tiny_config(**{'loss.region': region}), False)[0])
+  # Labels and targets outside the brain do not count with 'brain', they do with 'volume'.
+  assert loss(changed, 'brain') == loss(batch, 'brain')
+  assert loss(changed, 'volume') > loss(batch, 'volume')
+  with pytest.raises(UserError, match='loss.region'):
+    loss(batch, 'skull')
