@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from rsnet_jax import compile_options
 from rsnet_jax import metrics
 from rsnet_jax import predict
 from rsnet_jax import report
@@ -22,7 +23,8 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
                    cases: list[layouts.CaseFiles], out_dir: str, name: str) -> dict:
   """Deterministic predictions of ``cases`` scored against their files; writes ``NAME.json`` and
   ``NAME.md`` into ``out_dir`` and returns the summary ``{metric: {'mean', 'std'}}``."""
-  fn = jax.jit(functools.partial(predict.forward, apply_fn=apply_fn, num_mc_samples=0))
+  fn = jax.jit(functools.partial(predict.forward, apply_fn=apply_fn, num_mc_samples=0),
+               compiler_options=compile_options.for_backend())
   per_case = {}
   for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):
     example, meta = pipeline.load_case(case, task)

@@ -34,6 +34,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from rsnet_jax import compile_options
 from rsnet_jax import metrics
 from rsnet_jax import predict
 from rsnet_jax import report
@@ -69,7 +70,8 @@ class Model:
     state, _ = train.restore_params(workdir, config, state, 'best')
     self.params = state.params
     self._fn = jax.jit(functools.partial(predict.forward, apply_fn=state.apply_fn,
-                                         num_mc_samples=0))
+                                         num_mc_samples=0),
+                       compiler_options=compile_options.for_backend())
 
   def load(self, case) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:
     return pipeline.load_case(case, self.task)

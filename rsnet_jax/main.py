@@ -14,6 +14,7 @@ stopped by SIGTERM or SIGINT after saving a checkpoint (rerun the same command t
 
 from __future__ import annotations
 
+import contextlib
 import logging as std_logging
 import os
 import sys
@@ -33,6 +34,7 @@ from rsnet_jax import report
 from rsnet_jax import resilience
 from rsnet_jax import study
 from rsnet_jax import train
+from rsnet_jax import workdir_lock
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
@@ -46,6 +48,8 @@ flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict', 'uncertainty
 flags.DEFINE_string('input', None, 'predict: a case folder or a folder of case folders.')
 flags.DEFINE_string('output', None, 'predict: output folder (default WORKDIR/predictions).')
 flags.DEFINE_bool('overwrite', False, 'predict: rewrite outputs that already exist.')
+flags.DEFINE_bool('force_unlock', False, 'Take over a folder lock held by a run on another host '
+                  '(only when that run is known to be gone).')
 flags.DEFINE_bool('debug', False, 'Show tracebacks for user errors.')
 flags.DEFINE_alias('verbose', 'debug')
 flags.DEFINE_enum('distributed', 'auto', ['auto', 'on', 'off'],
@@ -126,7 +130,9 @@ def main(argv) -> None:
   try:
     parallel.initialize(FLAGS.distributed, FLAGS.coordinator_address, FLAGS.num_processes,
                         FLAGS.process_id, FLAGS.shutdown_timeout)
-    run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
+    resilience.check_workdir(FLAGS.workdir)
+    with _folder_lock(FLAGS.mode, FLAGS.workdir, FLAGS.output):
+      run(FLAGS.config, FLAGS.workdir, FLAGS.mode)
   except resilience.Preempted as e:
     print(f'rsnet_jax: {e}', file=sys.stderr)
     sys.exit(resilience.EXIT_PREEMPTED)
@@ -136,6 +142,14 @@ def main(argv) -> None:
     for line in e.problems:
       print(f'rsnet_jax: error: {line}', file=sys.stderr)
     sys.exit(resilience.EXIT_DIVERGED if isinstance(e, resilience.Diverged) else EXIT_USER_ERROR)
+
+
+def _folder_lock(mode: str, workdir: str, output: str | None):
+  """Process 0's hold on the folder the mode writes: WORKDIR, or predict's output folder."""
+  if not parallel.is_primary():
+    return contextlib.nullcontext()
+  folder = (output or os.path.join(workdir, 'predictions')) if mode == 'predict' else workdir
+  return workdir_lock.hold(folder, FLAGS.force_unlock)
 
 
 def run(config, workdir: str, mode: str) -> None:

@@ -29,6 +29,7 @@ from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
+from rsnet_jax import compile_options
 from rsnet_jax import manifest
 from rsnet_jax import sliding_window
 from rsnet_jax import uncertainty
@@ -158,7 +159,8 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
   """
   fn = jax.jit(functools.partial(forward, apply_fn=apply_fn,
                                  num_mc_samples=config.predict.num_mc_samples,
-                                 mc_chunk_size=config.predict.mc_chunk_size or None))
+                                 mc_chunk_size=config.predict.mc_chunk_size or None),
+               compiler_options=compile_options.for_backend())
   window = window_shape(config, task)
   written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []
   desc = description(config, task)

@@ -22,6 +22,7 @@ import numpy as np
 import tqdm
 
 from rsnet_jax import calibration
+from rsnet_jax import compile_options
 from rsnet_jax import metrics
 from rsnet_jax import predict
 from rsnet_jax import report
@@ -84,7 +85,8 @@ def load_model(workdir: str) -> tuple[pipeline.Task, train.TrainState]:
 def _mc_forward(config: ml_collections.ConfigDict, apply_fn):
   return jax.jit(functools.partial(predict.forward, apply_fn=apply_fn,
                                    num_mc_samples=config.uncertainty.num_mc_samples,
-                                   mc_chunk_size=config.predict.mc_chunk_size or None))
+                                   mc_chunk_size=config.predict.mc_chunk_size or None),
+                 compiler_options=compile_options.for_backend())
 
 
 def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,

@@ -28,6 +28,7 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
+from rsnet_jax import compile_options
 from rsnet_jax import losses
 from rsnet_jax import models
 from rsnet_jax import parallel
@@ -76,11 +77,11 @@ def create_train_state(config: ml_collections.ConfigDict, task: pipeline.Task,
   (``learning_rate``, default ``optim.learning_rate``, on `learning_rate_schedule` over
   ``num_steps``; the optimizer state's structure does not depend on ``num_steps``)."""
   model = create_model(config)
-  init = jax.jit(functools.partial(_init_params, model, task))
   # One program at XLA's lowest optimisation level: the initialisers' random-number code compiles in
   # seconds (op by op, or at the default level, the demo's ~40 parameter shapes took 80-100 s on 2
   # cores), and the parameters do not depend on the XLA_FLAGS of the run.
-  params = init.lower(key).compile({'xla_backend_optimization_level': 0})(key)
+  params = jax.jit(functools.partial(_init_params, model, task),
+                   compiler_options={'xla_backend_optimization_level': 0})(key)
   return _train_state(config, model, params, learning_rate, num_steps)
 
 
@@ -157,7 +158,8 @@ def sharded_train_step(config: ml_collections.ConfigDict, class_ratios: np.ndarr
 
   replicated = parallel.replicated(mesh)
   return jax.jit(step, in_shardings=(replicated, parallel.batch_sharded(mesh), replicated),
-                 out_shardings=(replicated, replicated), donate_argnums=(0,) if donate else ())
+                 out_shardings=(replicated, replicated), donate_argnums=(0,) if donate else (),
+                 compiler_options=compile_options.for_backend())
 
 
 def eval_step(params: Any, batch: dict[str, Array], *, apply_fn, config: ml_collections.ConfigDict,
@@ -331,7 +333,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   step_fn = sharded_train_step(config, class_ratios, steps_per_epoch, mesh,
                                config.train.get('donate_state', True))
   val_step = jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn, config=config,
-                                       num_classes=config.model.num_classes))
+                                       num_classes=config.model.num_classes),
+                     compiler_options=compile_options.for_backend())
 
   writer = summary_writer.SummaryWriter(workdir, just_logging=not parallel.is_primary())
   writer.write_hparams(resilience.flatten(config.to_dict()))

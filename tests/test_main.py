@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from tensorboard.backend.event_processing import event_accumulator
 
+from tests.conftest import TINY_PIN_FLAGS
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ['--config.model.base_filters=2', '--config.model.num_levels=2',
+TINY = [*TINY_PIN_FLAGS, '--config.model.base_filters=2', '--config.model.num_levels=2',
         '--config.data.synthetic_cases=4', '--config.data.synthetic_shape=(18,16,13)',
         '--config.data.val_fraction=0.25', '--config.data.test_fraction=0.25',
         '--config.train.num_epochs=2', '--config.train.log_every_steps=1',

@@ -20,6 +20,7 @@ from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.data import synthetic
 from rsnet_jax.errors import UserError
+from tests.conftest import TINY_PIN_FLAGS
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -27,7 +28,7 @@ SHAPE = (16, 16, 16)
 KEYS_2021 = ('t1', 't1ce', 't2', 'flair', 'seg')
 NAMES_2023 = dict(zip(KEYS_2021, ('t1n', 't1c', 't2w', 't2f', 'seg')))
 FLAGS = ['--config.model.base_filters=2', '--config.model.num_levels=2',
-         '--config.predict.num_mc_samples=0']
+         '--config.predict.num_mc_samples=0', *TINY_PIN_FLAGS]
 STEP = 8  # base intensities are multiples of 8, so uint8 with scl_slope 8 stores them exactly
 
 

@@ -16,6 +16,7 @@ from rsnet_jax import resilience
 from rsnet_jax import train
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
+from tests.conftest import TINY_PIN_FLAGS
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -79,8 +80,9 @@ def test_divergence_stops_with_step_and_case_or_skips(tiny_dataset, tmp_path):
 
 
 # Subprocess runs: 2 training cases x 4 epochs = 8 steps, a checkpoint every 2 steps.
-RUN = ['--config.model.base_filters=2', '--config.model.num_levels=2',
-       '--config.data.synthetic_cases=4', '--config.data.synthetic_shape=(16,16,16)', '--config.data.val_fraction=0.25',
+RUN = [*TINY_PIN_FLAGS, '--config.model.base_filters=2',
+       '--config.model.num_levels=2', '--config.data.synthetic_cases=4',
+       '--config.data.synthetic_shape=(16,16,16)', '--config.data.val_fraction=0.25',
        '--config.data.test_fraction=0.25', '--config.train.num_epochs=4',
        '--config.train.log_every_steps=1', '--config.train.eval_every_epochs=4',
        '--config.train.checkpoint_every_steps=2', '--config.train.predict_test_cases=False']
