@@ -1,10 +1,10 @@
 """XLA compiler options for the jitted steps and forward passes.
 
 On the CPU backend XLA compiles with LLVM at its default optimisation level 3. Level 2 compiles the
-demo's train step in 16.6 s instead of 37.1 s and its 4-sample MC forward in 8.7 s instead of 42.2 s,
-and runs them as fast (0.191 vs 0.195 s per step, 0.202 vs 0.213 s per forward; 2-core VM, 32^3,
-k=4, jax 0.10.2), so `for_backend` asks for level 2 there. Other backends keep XLA's defaults, and so
-does a run whose ``XLA_FLAGS`` set ``--xla_backend_optimization_level`` itself (the tests use 0).
+demo's train step in 14.7 s instead of 35.4 s and its 4-sample MC forward in 6.1 s instead of 32.6 s,
+and runs them about as fast (`python bench/compile_level.py`, 2-core VM, jax 0.10.2; table in
+bench/README.md), so `for_backend` asks for level 2 there. Other backends keep XLA's defaults, and
+so does a run whose ``XLA_FLAGS`` set ``--xla_backend_optimization_level`` itself (the tests use 0).
 """
 
 from __future__ import annotations
