@@ -153,8 +153,8 @@ def _folder_lock(mode: str, workdir: str, output: str | None):
 
 
 def run(config, workdir: str, mode: str) -> None:
+  """Runs ``mode`` on ``workdir`` (checked writable and locked by `main`)."""
   start = time.time()
-  resilience.check_workdir(workdir)
   if config.get('compilation_cache_dir'):
     jax.config.update('jax_compilation_cache_dir', os.path.abspath(config.compilation_cache_dir))
   logging.info('jax devices: %s (process %d of %d)', jax.devices(), jax.process_index(),
