@@ -41,6 +41,7 @@ JAX_LEVERS = {  # variant: (remat, dtype, donate, conv_impl)
     'jax remat=convs': ('convs', 'float32', True, 'auto'),
     'jax bf16': ('none', 'bfloat16', True, 'auto'),
     'jax xla bf16': ('none', 'bfloat16', True, 'xla'),
+    'jax fold bf16': ('none', 'bfloat16', True, 'fold'),
     'jax bf16 remat=levels': ('levels', 'bfloat16', True, 'auto'),
     'jax no donation': ('none', 'float32', False, 'auto'),
 }
@@ -85,8 +86,9 @@ def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | 
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
-  from rsnet_jax import train  # pylint: disable=g-import-not-at-top
+  from rsnet_jax import compile_options, train  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+  options = compile_options.for_backend()  # as the training loop compiles it
   remat, dtype, donate, conv_impl = JAX_LEVERS[variant]
   config = default.get_config()
   config.model.remat, config.model.dtype, config.model.conv_impl = remat, dtype, conv_impl
@@ -100,12 +102,12 @@ def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | 
            'valid': np.ones((1,) + shape, np.float32)}
   step = jax.jit(functools.partial(train.train_step, config=config,
                                    class_ratios=np.full(CLASSES, 0.25), steps_per_epoch=100),
-                 donate_argnums=(0,) if donate else ())
+                 donate_argnums=(0,) if donate else (), compiler_options=options)
   key = jax.random.key(1)
   if forward:  # one MC-dropout sample: the forward pass with dropout on, no gradients
     step = jax.jit(lambda state, batch, key: (state, state.apply_fn(
         {'params': state.params}, batch['inputs'], batch['complementary'], train=True,
-        rngs={'dropout': key})))
+        rngs={'dropout': key})), compiler_options=options)
   t = time.perf_counter()
   compiled = step.lower(state, batch, key).compile()
   result = {'compile_s': time.perf_counter() - t,
@@ -125,6 +127,9 @@ def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | 
     with jax.profiler.trace(profile):
       one()
     result['profile'] = profile_summary(profile)
+  stats = jax.devices()[0].memory_stats() or {}  # GPU/TPU: the allocator's peak
+  if 'peak_bytes_in_use' in stats:
+    result['peak_device_gib'] = stats['peak_bytes_in_use'] / 2**30
   result['matmul_gflops'] = _jax_matmul_gflops()
   return result
 
@@ -270,6 +275,9 @@ def _table(rows, compile_only: bool) -> str:
     return '\n'.join(lines)
   lines = ['| shape | variant | parameters | s/step | steps/s | torch time / this | GFLOP/s | '
            '% of matmul peak | peak RSS (MB) | XLA temp (GiB) |', '|---' * 10 + '|']
+  device = any('peak_device_gib' in r for _, _, r, _, _ in rows)
+  if device:
+    lines = [lines[0] + ' peak device memory (GiB) |', lines[1] + '---|']
   peak = max(r['matmul_gflops'] for _, _, r, _, _ in rows)
   for shape, variant, r, flops, torch_r in rows:
     t = statistics.median(r['times'])
@@ -277,7 +285,8 @@ def _table(rows, compile_only: bool) -> str:
     temp = f'{r["xla_temp_gib"]:.2f}' if 'xla_temp_gib' in r else '-'
     lines.append(f'| {shape} | {variant} | {r["params"]:,} | {t:.2f} | {1 / t:.3f} | {ratio} | '
                  f'{flops / t / 1e9:.1f} | {100 * flops / t / 1e9 / peak:.1f} | '
-                 f'{r["peak_rss_mb"]:,.0f} | {temp} |')
+                 f'{r["peak_rss_mb"]:,.0f} | {temp} |' +
+                 (f' {r.get("peak_device_gib", float("nan")):.2f} |' if device else ''))
   lines.append(f'\nfloat32 matmul peak (4096^2, best of jnp.dot / torch.mm): {peak:.1f} GFLOP/s')
   for shape, variant, r, _, _ in rows:
     if 'profile' in r:

@@ -12,6 +12,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.seed = 0  # parameters, data order and dropout masks all derive from it
   config.compilation_cache_dir = ''  # jax persistent compilation cache ('' = off): reruns and
   #   resumed runs skip recompiling
+  config.memory_budget_gib = 0.0  # what a compiled step or MC prediction may plan for; 0 = 90 % of
+  #   a GPU/TPU's memory, 50 % of the RAM on the CPU (rsnet_jax/memory.py)
 
   config.model = ml_collections.ConfigDict()
   config.model.variant = 'rsnet'  # 'rsnet' | 'rnet' (regression only) | 'snet' (segmentation only)
@@ -27,6 +29,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.conv_impl = 'auto'  # 3x3x3 convs: 'auto' ('fold' on the CPU backend, 'xla'
   #   elsewhere) | 'xla' (XLA's 3D conv) | 'fold' (2D convs, depth taps on the channel axis) |
   #   'fold_sum' (three accumulated 2D convs); same parameters, same values to float32 round-off
+  config.model.activation = 'relu'  # after every hidden conv: 'relu' (the paper's) | 'leaky_relu'
+  #   (ours, slope 0.1: no unit of the heads' narrow layers can die; same parameters)
 
   config.data = ml_collections.ConfigDict()
   config.data.data_dir = ''  # folder of BraTS case folders; '' = synthetic cases in WORKDIR/data
@@ -90,9 +94,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.predict_test_cases = False  # after training, predict the test split
   config.train.profile_steps = 0  # > 0: jax.profiler trace of that many steps into WORKDIR/profile
 
-  config.predict = ml_collections.ConfigDict()
+  config.predict = ml_collections.ConfigDict(type_safe=False)  # mc_chunk_size: 'auto' or a number
   config.predict.num_mc_samples = 0  # > 0: MC dropout; writes the per-voxel variance too
-  config.predict.mc_chunk_size = 0  # MC samples computed together (0 = all); bounds memory
+  config.predict.mc_chunk_size = 'auto'  # MC samples computed together: 'auto' (the largest
+  #   of N, N/2, ..., 1 whose XLA plan fits memory_budget_gib), or a number (0 = all N); memory grows
+  #   with it; other chunk sizes give the same samples to float32 round-off only
   config.predict.checkpoint = 'best'  # 'best' | 'latest'
   config.predict.window_shape = ()  # e.g. (96, 96, 96): predict on overlapping windows of this size
   #   blended with Gaussian weights (volumes larger than memory allows); () = the whole volume

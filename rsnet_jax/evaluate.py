@@ -19,6 +19,33 @@ from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
 
 
+def score(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
+          spacing: tuple[float, ...] | None = None) -> dict[str, float]:
+  """One case's figures: PSNR/SSIM of ``out['synthesis'] [X, Y, Z, 1]`` against
+  ``example['target']`` over the brain and the tumour, Dice WT/TC/ET of the argmax of
+  ``out['probabilities'] [X, Y, Z, C]`` (0 outside ``example['valid']``) and, given the voxel
+  ``spacing`` (mm), HD95 and the windowed SSIMs (the costly ones, left out of training's
+  validation)."""
+  brain = example['brain'] > 0
+  row = {}
+  if 'synthesis' in out and 'target' in example:
+    truth, synthesis = example['target'][..., 0], out['synthesis'][..., 0]
+    tumour = brain & (example['labels'] > 0) if 'labels' in example else np.zeros_like(brain)
+    if spacing is None:
+      row.update({'psnr_brain': metrics.psnr(truth, synthesis, brain),
+                  'ssim_brain': metrics.ssim_global(truth, synthesis, brain),
+                  'psnr_tumour': metrics.psnr(truth, synthesis, tumour)})
+    else:
+      row.update(metrics.synthesis_metrics(truth, synthesis, brain, tumour))
+  if 'probabilities' in out and 'labels' in example:
+    pred = np.where(example['valid'] > 0, np.argmax(out['probabilities'], -1), 0)
+    row.update({f'dice_{k}': v for k, v in metrics.brats_dice(example['labels'], pred).items()})
+    if spacing is not None:
+      row.update({f'hd95_{k}': v for k, v in metrics.brats_hd95(
+          example['labels'], pred, spacing).items()})
+  return row
+
+
 def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
                    cases: list[layouts.CaseFiles], out_dir: str, name: str) -> dict:
   """Deterministic predictions of ``cases`` scored against their files; writes ``NAME.json`` and
@@ -29,17 +56,5 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
   for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):
     example, meta = pipeline.load_case(case, task)
     out = predict.predict_example(fn, params, example)
-    brain = example['brain'] > 0
-    row = {}
-    if 'synthesis' in out and 'target' in example:
-      tumour = brain & (example['labels'] > 0) if 'labels' in example else np.zeros_like(brain)
-      row.update(metrics.synthesis_metrics(example['target'][..., 0], out['synthesis'][..., 0],
-                                           brain, tumour))
-    if 'probabilities' in out and 'labels' in example:
-      valid = example['valid'] > 0
-      pred = np.where(valid, np.argmax(out['probabilities'], -1), 0)
-      row.update({f'dice_{k}': v for k, v in metrics.brats_dice(example['labels'], pred).items()})
-      row.update({f'hd95_{k}': v for k, v in metrics.brats_hd95(
-          example['labels'], pred, orientation.spacing(meta.affine)).items()})
-    per_case[case.case_id] = row
+    per_case[case.case_id] = score(example, out, orientation.spacing(meta.affine))
   return report.write_tables(per_case, out_dir, name)

@@ -20,14 +20,22 @@ thresholds. Writes ``table5.md`` (TPR at FDR 0.2 per size bin), ``lesions.json``
 (eq. 6) and SSIM (eq. 5, and windowed) over the brain of each fold's test cases. Writes
 ``table1.md``, ``crossval.json``, ``crossval.png``.
 
+``convergence`` (ours, not a table of the paper): an RS-Net, an R-Net and an S-Net
+(``experiment.variants``) for ``data.target``, trained on the same split with validation every
+``train.eval_every_epochs``; their curves (train loss, validation losses, Dice WT/TC/ET,
+PSNR/SSIM) read back from each model's TensorBoard events into ``learning_curves.png``, and their
+held-out figures into ``convergence.md`` / ``convergence.json``, with the paper's two claims side
+by side (the RS-Net head's Dice against the S-Net's; the RS-Net synthesis in the tumour against
+the R-Net's).
+
 Models already trained in ``WORKDIR`` are resumed, not retrained, so a rerun only evaluates.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import os
+import time
 
 from absl import logging
 import jax
@@ -35,9 +43,12 @@ import ml_collections
 import numpy as np
 
 from rsnet_jax import compile_options
+from rsnet_jax import evaluate
+from rsnet_jax import files
 from rsnet_jax import metrics
 from rsnet_jax import predict
 from rsnet_jax import report
+from rsnet_jax import summary_writer
 from rsnet_jax import train
 from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
@@ -152,9 +163,8 @@ def run_swap(config: ml_collections.ConfigDict, workdir: str) -> dict:
     per_case[case.case_id] = {row: dict(quality, **_segmentation_scores(truth, prob, spacing))
                               for row, (prob, quality) in rows.items()}
   summary = _summarize(per_case)
-  with open(os.path.join(workdir, 'swap.json'), 'w') as f:
-    json.dump({'split': split_name, 'cases': len(cases), 'summary': summary,
-               'per_case': per_case}, f, indent=2)
+  files.write_json(os.path.join(workdir, 'swap.json'), {
+      'split': split_name, 'cases': len(cases), 'summary': summary, 'per_case': per_case})
   order = [t for t in PAPER_ORDER if t in targets]
   tables = {
       'table2': ['real'] + [f'{t} RS-Net' for t in order],
@@ -169,8 +179,7 @@ def run_swap(config: ml_collections.ConfigDict, workdir: str) -> dict:
   }
   for name, rows in tables.items():
     text = _swap_table(summary, rows, captions[name], split_name, len(cases))
-    with open(os.path.join(workdir, f'{name}.md'), 'w') as f:
-      f.write(text)
+    files.write_text(os.path.join(workdir, f'{name}.md'), text)
   report.grouped_bars({r: summary[r] for r in tables['table3'] + tables['table4'][2::2]},
                       [k for _, k in DICE], [n for n, _ in DICE],
                       os.path.join(workdir, 'swap_dice.png'),
@@ -212,13 +221,11 @@ def run_lesions(config: ml_collections.ConfigDict, workdir: str) -> dict:
   for _, name in LESION_ROWS:
     lines.append(f'| {name} | ' + ' | '.join(f'{tpr[t][name][b]:.3f}' for t in targets
                                               for b, _ in BIN_COLUMNS) + ' |')
-  with open(os.path.join(workdir, 'table5.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
-  with open(os.path.join(workdir, 'lesions.json'), 'w') as f:
-    json.dump({'split': split_name, 'cases': len(cases), 'fdr': fdr, 'tpr_at_fdr': tpr,
-               'thresholds': thresholds.tolist(),
-               'curves': {row: {b: c.tolist() for b, c in bins.items()}
-                          for row, bins in curves.items()}}, f, indent=2)
+  files.write_text(os.path.join(workdir, 'table5.md'), '\n'.join(lines) + '\n')
+  files.write_json(os.path.join(workdir, 'lesions.json'), {
+      'split': split_name, 'cases': len(cases), 'fdr': fdr, 'tpr_at_fdr': tpr,
+      'thresholds': thresholds.tolist(),
+      'curves': {row: {b: c.tolist() for b, c in bins.items()} for row, bins in curves.items()}})
   for number, t in zip((4, 5), targets):
     report.roc_panels({'S-Net, real': curves['real'], 'RS-Net': curves[f'{t} RS-Net'],
                        'R-Net': curves[f'{t} R-Net']}, [b for b, _ in BIN_COLUMNS],
@@ -299,8 +306,8 @@ def run_crossval(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = {t: {k: dict(zip(('mean', 'std'), report.mean_std([r[k] for r in rows.values()])))
                  for k in ('psnr_brain', 'ssim_brain', 'ssim_windowed_brain')}
              for t, rows in per_case.items()}
-  with open(os.path.join(workdir, 'crossval.json'), 'w') as f:
-    json.dump({'summary': summary, 'per_case': per_case}, f, indent=2)
+  files.write_json(os.path.join(workdir, 'crossval.json'),
+                   {'summary': summary, 'per_case': per_case})
   inputs = ','.join(NAMES[m] for m in pipeline.Task.from_config(first).inputs)
   lines = [f'{config.model.variant} synthesis from {inputs}, {e.folds}-fold cross-validation '
            f'({e.test_cases} test / {e.val_cases} validation cases per fold), over the brain, mean '
@@ -310,15 +317,87 @@ def run_crossval(config: ml_collections.ConfigDict, workdir: str) -> dict:
     lines.append(f'| {NAMES[t]} | {s["ssim_brain"]["mean"]:.3f} +- {s["ssim_brain"]["std"]:.3f} | '
                  f'{s["ssim_windowed_brain"]["mean"]:.3f} +- {s["ssim_windowed_brain"]["std"]:.3f}'
                  f' | {s["psnr_brain"]["mean"]:.2f} +- {s["psnr_brain"]["std"]:.2f} |')
-  with open(os.path.join(workdir, 'table1.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  files.write_text(os.path.join(workdir, 'table1.md'), '\n'.join(lines) + '\n')
   report.grouped_bars({NAMES[t]: s for t, s in summary.items()},
                       ['ssim_brain', 'ssim_windowed_brain'], ['SSIM (eq. 5)', 'SSIM (windowed)'],
                       os.path.join(workdir, 'crossval.png'), 'synthesis quality per target')
   return summary
 
 
-RUNNERS = {'swap': run_swap, 'crossval': run_crossval, 'lesions': run_lesions}
+VARIANT_NAMES = {'rsnet': 'RS-Net', 'rnet': 'R-Net', 'snet': 'S-Net'}
+CURVES = (('train_loss', 'train loss (eq. 4, as weighted in training)'),
+          ('val_wcce', 'validation CCE (unweighted)'), ('val_wmse', 'validation MSE (unweighted)'),
+          ('val_dice_WT', 'validation Dice WT'), ('val_dice_TC', 'validation Dice TC'),
+          ('val_dice_ET', 'validation Dice ET'), ('val_psnr_brain', 'validation PSNR, brain (dB)'),
+          ('val_psnr_tumour', 'validation PSNR, tumour (dB)'),
+          ('val_ssim_brain', 'validation SSIM (eq. 5), brain'))
+FINAL_COLUMNS = (('dice_WT', 'Dice WT'), ('dice_TC', 'Dice TC'), ('dice_ET', 'Dice ET'),
+                 ('psnr_brain', 'PSNR brain (dB)'), ('psnr_tumour', 'PSNR tumour (dB)'),
+                 ('ssim_brain', 'SSIM brain'))
+
+
+def _claim(summary: dict, a: str, b: str, metric: str, text: str) -> str:
+  """One line comparing ``summary[a][metric]`` with ``summary[b][metric]`` (means +- std)."""
+  if a not in summary or b not in summary:
+    return f'- {text}: needs {VARIANT_NAMES[a]} and {VARIANT_NAMES[b]}.'
+  (ma, sa), (mb, sb) = ((summary[m][metric]['mean'], summary[m][metric]['std']) for m in (a, b))
+  return (f'- {text}: {VARIANT_NAMES[a]} {ma:.3f} +- {sa:.3f}, {VARIANT_NAMES[b]} {mb:.3f} +- '
+          f'{sb:.3f} (difference {ma - mb:+.3f}).')
+
+
+def run_convergence(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """The convergence study; returns ``{variant: {metric: {'mean', 'std'}}}`` on the held-out
+  split."""
+  target, variants = config.data.target, tuple(config.experiment.variants)
+  unknown = set(variants) - set(VARIANT_NAMES)
+  if unknown:
+    raise UserError(f'experiment.variants: unknown {sorted(unknown)}; use {sorted(VARIANT_NAMES)}')
+  first = model_config(config, variants[0], target)
+  splits = pipeline.dataset_splits(first, workdir, pipeline.Task.from_config(first))
+  split_name, cases = held_out(splits)
+  summary, curves, seconds = {}, {}, {}
+  for variant in variants:
+    model_dir = os.path.join(workdir, variant)
+    start = time.perf_counter()
+    model = Model(model_config(config, variant, target), model_dir, splits)
+    seconds[variant] = time.perf_counter() - start
+    per_case = {}
+    for case in cases:
+      example, meta = model.load(case)
+      per_case[case.case_id] = evaluate.score(example, model(example),
+                                              orientation.spacing(meta.affine))
+    summary[variant] = report.write_tables(per_case, os.path.join(model_dir, 'evaluation'),
+                                           split_name)
+    curves[VARIANT_NAMES[variant]] = summary_writer.read_scalars(model_dir)
+  n = len(cases)
+  report.learning_curves(curves, list(CURVES), os.path.join(workdir, 'learning_curves.png'),
+                         f'{NAMES[target]}: validation on {len(splits["val"])} cases, '
+                         f'{len(splits["train"])} training cases')
+  lines = [f'Held-out {split_name} split ({n} cases), best checkpoint by validation loss, mean +- '
+           f'std; target {NAMES[target]}.', '',
+           '| model | ' + ' | '.join(label for _, label in FINAL_COLUMNS) + ' | train + eval (s) |',
+           '|---' * (len(FINAL_COLUMNS) + 2) + '|']
+  for variant, s in summary.items():
+    cells = [f'{s[k]["mean"]:.3f} +- {s[k]["std"]:.3f}' if k in s else '-'
+             for k, _ in FINAL_COLUMNS]
+    lines.append(f'| {VARIANT_NAMES[variant]} | ' + ' | '.join(cells) +
+                 f' | {seconds[variant]:.0f} |')
+  lines += ['', 'The paper\'s claims on these cases:',
+            _claim(summary, 'rsnet', 'snet', 'dice_WT',
+                   "the RS-Net's segmentation head reaches the S-Net's Dice (WT)"),
+            _claim(summary, 'rsnet', 'snet', 'dice_TC', '... (TC)'),
+            _claim(summary, 'rsnet', 'snet', 'dice_ET', '... (ET)'),
+            _claim(summary, 'rsnet', 'rnet', 'psnr_tumour',
+                   'joint training improves the synthesis in the tumour (PSNR, dB)'),
+            _claim(summary, 'rsnet', 'rnet', 'psnr_brain', '... and over the brain (PSNR, dB)')]
+  files.write_text(os.path.join(workdir, 'convergence.md'), '\n'.join(lines) + '\n')
+  files.write_json(os.path.join(workdir, 'convergence.json'), {
+      'split': split_name, 'cases': n, 'summary': summary, 'seconds': seconds, 'curves': curves})
+  return summary
+
+
+RUNNERS = {'swap': run_swap, 'crossval': run_crossval, 'lesions': run_lesions,
+           'convergence': run_convergence}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -142,6 +142,14 @@ def main(argv) -> None:
     for line in e.problems:
       print(f'rsnet_jax: error: {line}', file=sys.stderr)
     sys.exit(resilience.EXIT_DIVERGED if isinstance(e, resilience.Diverged) else EXIT_USER_ERROR)
+  except Exception as e:  # pylint: disable=broad-except
+    full = resilience.disk_full(e)
+    if full is None or FLAGS.debug:
+      raise
+    print(f'rsnet_jax: error: disk full writing {full.filename or "a file"} ({full.strerror}); '
+          'the checkpoints and outputs completed before are intact; free some space and rerun '
+          'the same command to go on', file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
 
 
 def _folder_lock(mode: str, workdir: str, output: str | None):

@@ -13,11 +13,12 @@ import importlib.metadata
 import json
 import os
 import subprocess
-import tempfile
 
 import flax
 import jax
 import ml_collections
+
+from rsnet_jax import files
 
 
 def sha256(path: str) -> str:
@@ -48,13 +49,15 @@ def code_version() -> dict[str, str]:
 
 
 def record_run(out_dir: str, config: ml_collections.ConfigDict, inputs: dict[str, list[str]],
-               outputs: dict[str, list[str]], skipped: list[str]) -> str:
+               outputs: dict[str, list[str]], skipped: list[str],
+               extra: dict | None = None) -> str:
   """Appends this run to ``out_dir/manifest.json`` (written atomically); returns its path.
 
   Args:
     inputs: case ID -> the input files read for it.
     outputs: case ID -> the files written for it.
     skipped: case IDs whose outputs existed already.
+    extra: more of the run's settings to record (e.g. the MC chunk sizes chosen).
   """
   path = os.path.join(out_dir, 'manifest.json')
   runs = []
@@ -70,10 +73,7 @@ def record_run(out_dir: str, config: ml_collections.ConfigDict, inputs: dict[str
                           'outputs': {p: sha256(p) for p in outputs.get(case_id, [])}}
                 for case_id, files in inputs.items()},
       'skipped': skipped,
+      **(extra or {}),
   })
-  os.makedirs(out_dir, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(prefix='.manifest-', suffix='.json', dir=out_dir)
-  with os.fdopen(fd, 'w') as f:
-    json.dump({'runs': runs}, f, indent=2)
-  os.replace(tmp, path)
+  files.write_json(path, {'runs': runs})
   return path

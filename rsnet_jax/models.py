@@ -87,6 +87,17 @@ class SubPixelConvTranspose(nn.Module):
     return depth_to_space(y, self.features) + bias.astype(self.dtype)
 
 
+# The non-linearity after each hidden conv. 'relu' is the paper's; 'leaky_relu' (ours, slope 0.1)
+# keeps a gradient through every unit, so the heads' narrow layers (k units) cannot die.
+ACTIVATIONS = {'relu': nn.relu, 'leaky_relu': functools.partial(nn.leaky_relu, negative_slope=0.1)}
+
+
+def activation(name: str):
+  if name not in ACTIVATIONS:
+    raise ValueError(f'model.activation must be one of {sorted(ACTIVATIONS)}, got {name!r}')
+  return ACTIVATIONS[name]
+
+
 def _conv3(features: int, name: str, dtype: Any, impl: str) -> conv.Conv3D:
   return conv.Conv3D(features, impl=impl, dtype=dtype, name=name)
 
@@ -111,6 +122,10 @@ class UNet3D(nn.Module):
   remat: str = 'none'  # a key of REMAT_POLICIES
   dtype: Any = jnp.float32  # compute dtype of the convolutions (parameters stay float32)
   conv_impl: str = 'auto'  # how 3x3x3 convs are computed: a key of conv.IMPLS
+  activation: str = 'relu'  # after every conv: a key of ACTIVATIONS
+
+  def _act(self, x: Array) -> Array:
+    return activation(self.activation)(x)
 
   def _norm(self, x: Array, block: str) -> Array:
     return nn.InstanceNorm(use_scale=self.instance_norm_affine,
@@ -131,25 +146,25 @@ class UNet3D(nn.Module):
 
   def _encoder_step(self, x: Array, n: int) -> Array:
     f = self.base_filters * 2**n
-    x = nn.relu(_conv3(f, f'encoder{n}_conv0', self.dtype, self.conv_impl)(x))
-    x = nn.relu(_conv3(f, f'encoder{n}_conv1', self.dtype, self.conv_impl)(x))
+    x = self._act(_conv3(f, f'encoder{n}_conv0', self.dtype, self.conv_impl)(x))
+    x = self._act(_conv3(f, f'encoder{n}_conv1', self.dtype, self.conv_impl)(x))
     return self._norm(nn.max_pool(x, (2, 2, 2), strides=(2, 2, 2)), f'encoder{n}')
 
   def _start(self, x: Array) -> Array:
     k = self.base_filters
-    x = nn.relu(_conv3(k, 'start_conv0', self.dtype, self.conv_impl)(x))
-    return nn.relu(_conv3(k, 'start_conv1', self.dtype, self.conv_impl)(x))
+    x = self._act(_conv3(k, 'start_conv0', self.dtype, self.conv_impl)(x))
+    return self._act(_conv3(k, 'start_conv1', self.dtype, self.conv_impl)(x))
 
   def _decoder_up(self, x: Array, skip: Array, n: int) -> Array:
     f = self.base_filters * 2**n
-    x = nn.relu(SubPixelConvTranspose(f, self.conv_impl, dtype=self.dtype,
+    x = self._act(SubPixelConvTranspose(f, self.conv_impl, dtype=self.dtype,
                                       name=f'decoder{n}_upsample')(x))
     return self._norm(jnp.concatenate([x, skip.astype(x.dtype)], axis=-1), f'decoder{n}')
 
   def _decoder_convs(self, x: Array, n: int) -> Array:
     f = self.base_filters * 2**n
-    x = nn.relu(_conv3(f, f'decoder{n}_conv0', self.dtype, self.conv_impl)(x))
-    return nn.relu(_conv3(f, f'decoder{n}_conv1', self.dtype, self.conv_impl)(x))
+    x = self._act(_conv3(f, f'decoder{n}_conv0', self.dtype, self.conv_impl)(x))
+    return self._act(_conv3(f, f'decoder{n}_conv1', self.dtype, self.conv_impl)(x))
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False, prefix: tuple[Array, Array] | None = None,
@@ -187,13 +202,17 @@ class Head(nn.Module):
   out_features: int
   dtype: Any = jnp.float32  # compute dtype; the output is float32 either way
   conv_impl: str = 'auto'  # the 3x3x3 conv's: a key of conv.IMPLS
+  activation: str = 'relu'  # a key of ACTIVATIONS
+
+  def _act(self, x: Array) -> Array:
+    return activation(self.activation)(x)
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
     k = self.base_filters
-    x = nn.relu(_conv3(4 * k, 'Conv_0', self.dtype, self.conv_impl)(x))
-    x = nn.relu(nn.Conv(2 * k, (1, 1, 1), dtype=self.dtype, name='Conv_1')(x))
-    x = nn.relu(nn.Conv(k, (1, 1, 1), dtype=self.dtype, name='Conv_2')(x))
+    x = self._act(_conv3(4 * k, 'Conv_0', self.dtype, self.conv_impl)(x))
+    x = self._act(nn.Conv(2 * k, (1, 1, 1), dtype=self.dtype, name='Conv_1')(x))
+    x = self._act(nn.Conv(k, (1, 1, 1), dtype=self.dtype, name='Conv_2')(x))
     return nn.Conv(self.out_features, (1, 1, 1), dtype=self.dtype,
                    name='Conv_3')(x).astype(jnp.float32)
 
@@ -218,17 +237,20 @@ class RSNet(nn.Module):
   dtype: Any = jnp.float32  # compute dtype (jnp.bfloat16: bf16 convolutions, float32 parameters
   #   and outputs)
   conv_impl: str = 'auto'  # how 3x3x3 convs are computed: a key of conv.IMPLS (same parameters)
+  activation: str = 'relu'  # after every hidden conv: a key of ACTIVATIONS (same parameters)
 
   def setup(self):
     if self.variant not in VARIANTS:
       raise ValueError(f'model.variant must be one of {VARIANTS}, got {self.variant!r}')
     self.unet = UNet3D(self.base_filters, self.num_levels, self.dropout_rate,
-                       self.instance_norm_affine, self.remat, self.dtype, self.conv_impl)
+                       self.instance_norm_affine, self.remat, self.dtype, self.conv_impl,
+                       self.activation)
     head = Head if self.remat == 'none' else nn.remat(Head, policy=REMAT_POLICIES.get(self.remat))
     if self.variant != 'snet':
-      self.regression = head(self.base_filters, 1, self.dtype, self.conv_impl)
+      self.regression = head(self.base_filters, 1, self.dtype, self.conv_impl, self.activation)
     if self.variant != 'rnet':
-      self.segmentation = head(self.base_filters, self.num_classes, self.dtype, self.conv_impl)
+      self.segmentation = head(self.base_filters, self.num_classes, self.dtype, self.conv_impl,
+                               self.activation)
 
   def prefix(self, inputs: Array) -> tuple[Array, Array]:
     """The deterministic layers before the first dropout (see `UNet3D`); pass the result as

@@ -16,7 +16,6 @@ So ``OUT`` is itself a BraTS folder in which the synthesized file stands in for 
 
 from __future__ import annotations
 
-import functools
 import os
 import zlib
 
@@ -29,8 +28,8 @@ from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
-from rsnet_jax import compile_options
 from rsnet_jax import manifest
+from rsnet_jax import memory
 from rsnet_jax import sliding_window
 from rsnet_jax import uncertainty
 from rsnet_jax.data import preprocess
@@ -157,10 +156,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
   Raises:
     UnreadableCases: after all other cases are written, for cases whose inputs could not be read.
   """
-  fn = jax.jit(functools.partial(forward, apply_fn=apply_fn,
-                                 num_mc_samples=config.predict.num_mc_samples,
-                                 mc_chunk_size=config.predict.mc_chunk_size or None),
-               compiler_options=compile_options.for_backend())
+  fn = memory.MCForward(config, apply_fn, config.predict.num_mc_samples)
   window = window_shape(config, task)
   written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []
   desc = description(config, task)
@@ -184,7 +180,8 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
       nifti.save(path, volume, meta.affine, f'{desc} {name}', like=meta.header)
       written.append(path)
     outputs[case.case_id] = list(paths.values())
-  manifest.record_run(out_dir, config, inputs, outputs, skipped)
+  manifest.record_run(out_dir, config, inputs, outputs, skipped,
+                      {'mc_chunk_sizes': dict(fn.chunk_sizes)} if fn.chunk_sizes else None)
   if unreadable:
     raise UnreadableCases(problems, unreadable)
   return written

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
-import matplotlib
-
-matplotlib.use('Agg')
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 
-_SEG_COLORS = matplotlib.colors.ListedColormap(['black', 'tab:red', 'tab:green', 'gold'])
+from rsnet_jax import files  # pylint: disable=g-bad-import-order
+
+_SEG_COLORS = ['black', 'tab:red', 'tab:green', 'gold']  # background, labels 1, 2, 4 (class order)
+
+
+def _pyplot():
+  """matplotlib's pyplot (Agg), imported on first use: 0.7 s that runs without figures skip."""
+  import matplotlib  # pylint: disable=g-import-not-at-top
+  matplotlib.use('Agg')
+  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  return plt
 
 
 def tumour_slice(example: dict[str, np.ndarray]) -> int:
@@ -47,11 +52,14 @@ def montage(example: dict[str, np.ndarray], outputs: dict[str, np.ndarray], task
   if 'probabilities' in outputs:
     panels.append(('predicted labels', np.argmax(outputs['probabilities'][..., z, :], -1),
                    _SEG_COLORS))
+  plt = _pyplot()
+  from matplotlib.colors import ListedColormap  # pylint: disable=g-import-not-at-top
   fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
   for ax, (name, img, cmap) in zip(np.atleast_1d(axes), panels):
     seg = cmap is _SEG_COLORS
     vmax = 3 if seg else (1.0 if name != '|error|' else max(float(img.max()), 1e-6))
-    ax.imshow(np.rot90(img), cmap=cmap, vmin=0, vmax=vmax, interpolation='nearest')
+    ax.imshow(np.rot90(img), cmap=ListedColormap(cmap) if seg else cmap, vmin=0, vmax=vmax,
+              interpolation='nearest')
     ax.set_title(name, fontsize=9)
     ax.axis('off')
   if title:
@@ -61,7 +69,7 @@ def montage(example: dict[str, np.ndarray], outputs: dict[str, np.ndarray], task
 
 def read_png(path: str) -> np.ndarray:
   """``[H, W, 3] uint8`` pixels of a PNG (for TensorBoard image summaries)."""
-  img = plt.imread(path)[..., :3]
+  img = _pyplot().imread(path)[..., :3]
   return (img * 255).round().astype(np.uint8) if img.dtype != np.uint8 else img
 
 
@@ -83,16 +91,14 @@ def write_tables(per_case: dict[str, dict[str, float]], out_dir: str, name: str)
   for c in columns:
     m, s = mean_std([row[c] for row in per_case.values() if c in row])
     summary[c] = {'mean': m, 'std': s}
-  with open(os.path.join(out_dir, f'{name}.json'), 'w') as f:
-    json.dump({'per_case': per_case, 'summary': summary}, f, indent=2)
+  files.write_json(os.path.join(out_dir, f'{name}.json'), {'per_case': per_case, 'summary': summary})
   lines = ['| case | ' + ' | '.join(columns) + ' |', '|---' * (len(columns) + 1) + '|']
   for case_id, row in per_case.items():
     lines.append(f'| {case_id} | ' + ' | '.join(f'{row.get(c, float("nan")):.4f}' for c in columns)
                  + ' |')
   lines.append('| **mean +- std** | ' + ' | '.join(
       f'{summary[c]["mean"]:.4f} +- {summary[c]["std"]:.4f}' for c in columns) + ' |')
-  with open(os.path.join(out_dir, f'{name}.md'), 'w') as f:
-    f.write('\n'.join(lines) + '\n')
+  files.write_text(os.path.join(out_dir, f'{name}.md'), '\n'.join(lines) + '\n')
   return summary
 
 
@@ -110,6 +116,7 @@ def uncertainty_figure(columns: list[tuple[str, np.ndarray | None, np.ndarray, n
     z: the axial slice shown.
   """
   vmax = max(max(float(c[3][..., z].max()) for c in columns), 1e-12)
+  plt = _pyplot()
   fig, axes = plt.subplots(3, len(columns), figsize=(2.8 * len(columns), 8.0), squeeze=False)
   for j, (name, real, mean, variance) in enumerate(columns):
     rows = [('real', real, 'gray', 1.0), ('synthesized', mean, 'gray', 1.0),
@@ -131,6 +138,7 @@ def uncertainty_figure(columns: list[tuple[str, np.ndarray | None, np.ndarray, n
 def sparsification_plot(mean: dict, per_case: list[dict], path: str) -> None:
   """Sparsification (solid) and oracle (dashed) curves: ``mean`` in colour with its AUSE, each of
   ``per_case`` thin and grey (each a `calibration.sparsification` result)."""
+  plt = _pyplot()
   fig, ax = plt.subplots(figsize=(5.0, 3.8))
   for c in per_case:
     ax.plot(c['fractions'], c['curve'], color='0.75', linewidth=0.6)
@@ -151,6 +159,7 @@ def reliability_plot(bins: dict[str, np.ndarray], ece: float, path: str) -> None
   with np.errstate(invalid='ignore', divide='ignore'):
     accuracy = bins['correct_sum'] / n
     confidence = bins['confidence_sum'] / n
+  plt = _pyplot()
   fig, (top, bottom) = plt.subplots(2, 1, figsize=(4.2, 5.2), sharex=True,
                                     gridspec_kw={'height_ratios': [3, 1]})
   width = edges[1] - edges[0]
@@ -174,6 +183,7 @@ def grouped_bars(rows: dict[str, dict[str, dict[str, float]]], metrics: list[str
   metric (shown as ``labels``)."""
   names = list(rows)
   width = 0.8 / len(metrics)
+  plt = _pyplot()
   fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(names) + 1.5), 3.6))
   x = np.arange(len(names))
   for j, (metric, label) in enumerate(zip(metrics, labels)):
@@ -193,6 +203,7 @@ def roc_panels(curves: dict[str, dict[str, np.ndarray]], panels: list[str], path
   """TPR against FDR: a panel per lesion-size bin, a line per model; ``curves[model][bin]`` is
   ``[T, 2]`` rows (TPR, FDR) over thresholds (as `metrics.lesion_roc` gives)."""
   colors = ['tab:red', 'tab:blue', 'gold', 'tab:green']
+  plt = _pyplot()
   fig, axes = plt.subplots(2, (len(panels) + 1) // 2, figsize=(7.0, 6.0), squeeze=False)
   for ax, panel in zip(axes.ravel(), panels):
     for color, (model, bins) in zip(colors, curves.items()):
@@ -206,8 +217,38 @@ def roc_panels(curves: dict[str, dict[str, np.ndarray]], panels: list[str], path
   _save(fig, path)
 
 
+def learning_curves(series: dict[str, dict[str, list[tuple[int, float]]]],
+                    panels: list[tuple[str, str]], path: str, title: str = '') -> None:
+  """A panel per ``(tag, label)`` of ``panels``, a line per model: ``series[model][tag]`` is the
+  ``(step, value)`` list of `summary_writer.read_scalars`. Loss panels (tags ending in a loss
+  name) get a log scale; a model without a tag has no line in that panel."""
+  colors = dict(zip(series, ['tab:red', 'tab:blue', 'tab:green', 'gold', 'tab:purple']))
+  cols = 3
+  plt = _pyplot()
+  fig, axes = plt.subplots(-(-len(panels) // cols), cols, figsize=(10.5, 2.8 * -(-len(panels) //
+                                                                                  cols)),
+                           squeeze=False)
+  for ax, (tag, label) in zip(axes.ravel(), panels):
+    for model, tags in series.items():
+      points = np.array(tags.get(tag, []), dtype=np.float64).reshape(-1, 2)
+      if len(points):
+        ax.plot(points[:, 0], points[:, 1], '-', lw=1.2, color=colors[model], label=model)
+    if tag.endswith(('loss', 'wmse', 'wcce')):
+      ax.set_yscale('log')
+    ax.set(xlabel='step', title=label)
+    ax.title.set_fontsize(9)
+    ax.grid(alpha=0.3)
+    if ax.lines:
+      ax.legend(fontsize=7)
+  for ax in axes.ravel()[len(panels):]:
+    ax.axis('off')
+  if title:
+    fig.suptitle(title, fontsize=10)
+  _save(fig, path)
+
+
 def _save(fig, path: str) -> None:
   fig.tight_layout()
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  with files.atomic_write(path, 'wb') as f:
+    fig.savefig(f, dpi=100, format='png')
+  _pyplot().close(fig)

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -37,7 +38,7 @@ RESUMABLE_CHANGES = (
     'data.data_dir',
     'data.layout', 'data.custom_files.',  # where the data are, not what they are
     'predict.', 'uncertainty.', 'model.remat', 'model.conv_impl', 'train.donate_state',
-    'compilation_cache_dir',
+    'compilation_cache_dir', 'memory_budget_gib',
 )
 
 
@@ -62,6 +63,20 @@ def check_workdir(workdir: str) -> None:
       pass
   except OSError as e:
     raise UserError(f'{workdir}: workdir not writable ({e.strerror or type(e).__name__})') from None
+
+
+def disk_full(error: BaseException) -> OSError | None:
+  """The "no space left" (ENOSPC, or EDQUOT: over quota) error in ``error``'s chain of causes, if
+  any: libraries (Orbax, TensorStore) re-raise write errors wrapped in their own."""
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+      return error
+    if 'No space left on device' in str(error) and not isinstance(error, OSError):
+      return OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(error).splitlines()[0][:200])
+    error = error.__cause__ or error.__context__
+  return None
 
 
 def check_free_disk(workdir: str, checkpoint_bytes: int, factor: float) -> None:

@@ -12,7 +12,6 @@ head ECE and mean entropy / mutual information per region. Written to ``OUT``:
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
@@ -22,7 +21,8 @@ import numpy as np
 import tqdm
 
 from rsnet_jax import calibration
-from rsnet_jax import compile_options
+from rsnet_jax import files
+from rsnet_jax import memory
 from rsnet_jax import metrics
 from rsnet_jax import predict
 from rsnet_jax import report
@@ -83,10 +83,7 @@ def load_model(workdir: str) -> tuple[pipeline.Task, train.TrainState]:
 
 
 def _mc_forward(config: ml_collections.ConfigDict, apply_fn):
-  return jax.jit(functools.partial(predict.forward, apply_fn=apply_fn,
-                                   num_mc_samples=config.uncertainty.num_mc_samples,
-                                   mc_chunk_size=config.predict.mc_chunk_size or None),
-                 compiler_options=compile_options.for_backend())
+  return memory.MCForward(config, apply_fn, config.uncertainty.num_mc_samples)
 
 
 def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
@@ -140,6 +137,5 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
     overall['reliability_bins'] = {k: v.tolist() for k, v in pooled.items()}
     report.reliability_plot(pooled, overall['ece_pooled'],
                             os.path.join(out_dir, 'reliability.png'))
-  with open(os.path.join(out_dir, f'{name}_overall.json'), 'w') as f:
-    json.dump(overall, f, indent=2)
+  files.write_json(os.path.join(out_dir, f'{name}_overall.json'), overall)
   return {'summary': summary, 'overall': overall}

@@ -83,3 +83,14 @@ class SummaryWriter:
   def close(self) -> None:
     if self._events is not None:
       self._events.close()
+
+
+def read_scalars(logdir: str) -> dict[str, list[tuple[int, float]]]:
+  """Every scalar series of the event files in ``logdir``: ``{tag: [(step, value), ...]}`` in step
+  order. A resumed run's files are read as TensorBoard does: steps logged again after a restart
+  replace the ones before it."""
+  from tensorboard.backend.event_processing import event_accumulator  # pylint: disable=g-import-not-at-top
+  events = event_accumulator.EventAccumulator(logdir, size_guidance={'scalars': 0})
+  events.Reload()
+  return {tag: [(e.step, e.value) for e in events.Scalars(tag)]
+          for tag in events.Tags()['scalars']}

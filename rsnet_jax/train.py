@@ -11,6 +11,7 @@ what an uninterrupted one would, bit for bit. SIGTERM/SIGINT save a checkpoint a
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import os
 import time
@@ -29,7 +30,10 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from rsnet_jax import compile_options
+from rsnet_jax import evaluate
+from rsnet_jax import files
 from rsnet_jax import losses
+from rsnet_jax import memory
 from rsnet_jax import models
 from rsnet_jax import parallel
 from rsnet_jax import predict
@@ -49,7 +53,7 @@ def create_model(config: ml_collections.ConfigDict) -> models.RSNet:
                       num_classes=m.num_classes, dropout_rate=m.dropout_rate,
                       instance_norm_affine=m.instance_norm_affine, remat=m.get('remat', 'none'),
                       dtype=jnp.dtype(m.get('dtype', 'float32')),
-                      conv_impl=m.get('conv_impl', 'auto'))
+                      conv_impl=m.get('conv_impl', 'auto'), activation=m.get('activation', 'relu'))
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, learning_rate: float,
@@ -194,19 +198,70 @@ def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.C
                                options=options)
 
 
+def _candidates(manager: ocp.CheckpointManager, which: str) -> list[int]:
+  """Steps to try, in order: ``'latest'``: newest first; ``'best'``: by validation loss, then the
+  steps without metrics, newest first."""
+  steps = sorted(manager.all_steps(), reverse=True)
+  if which != 'best':
+    return steps
+  scored, unscored = [], []
+  for step in steps:
+    try:
+      metrics = manager.metrics(step)
+    except Exception:  # pylint: disable=broad-except
+      metrics = None  # unreadable metrics: tried after the scored ones
+    (scored if metrics and 'val_loss' in metrics else unscored).append((metrics, step))
+  return [s for _, s in sorted(scored, key=lambda ms: ms[0]['val_loss'])] + [s for _, s in unscored]
+
+
+def restore_checkpoint(manager: ocp.CheckpointManager, target: TrainState,
+                       which: str = 'latest') -> tuple[TrainState | None, int | None]:
+  """Restores the ``which`` checkpoint (`_candidates`) into ``target``'s structure and sharding.
+
+  A checkpoint that does not restore (a missing or truncated file, bad metadata) is skipped for
+  the next candidate; once one restores, each skipped one is logged and moved aside to
+  ``checkpoints/unreadable_<step>/`` (never deleted). If none restores, nothing is moved (the
+  cause is then the config, not the files) and a `UserError` names the first failure. Returns
+  ``(None, None)`` when there is no checkpoint.
+  """
+  failed = []
+  for step in _candidates(manager, which):
+    try:
+      state = manager.restore(step, args=ocp.args.Composite(
+          state=ocp.args.StandardRestore(target)))['state']
+    except Exception as e:  # pylint: disable=broad-except
+      reason = (str(e).strip().splitlines() or [''])[0][:200]
+      failed.append((step, f'{type(e).__name__}: {reason}'))
+      continue
+    for bad, reason in failed:
+      aside = os.path.join(manager.directory, f'unreadable_{bad}')
+      logging.warning('checkpoint %d does not restore (%s); moved to %s, using step %d', bad,
+                      reason, aside, step)
+      if parallel.is_primary():
+        os.rename(os.path.join(manager.directory, str(bad)), aside)
+    if failed:
+      if jax.process_count() > 1:
+        multihost_utils.sync_global_devices('unreadable checkpoints moved aside')
+      manager.reload()
+    return state, step
+  if failed:
+    raise UserError(f'{manager.directory}: no checkpoint restores (step {failed[0][0]}: '
+                    f'{failed[0][1]}); was it written with another config?')
+  return None, None
+
+
 def restore_params(workdir: str, config: ml_collections.ConfigDict, state: TrainState,
                    which: str = 'best') -> tuple[TrainState, int]:
   """Restores the ``'best'`` (by validation loss) or ``'latest'`` checkpoint of ``workdir`` into
-  host arrays shaped like ``state``. Every process of a multi-process run must call it (Orbax
+  host arrays shaped like ``state``, falling back to the next one where a checkpoint does not
+  restore (`restore_checkpoint`). Every process of a multi-process run must call it (Orbax
   restores collectively onto the data mesh)."""
   manager = checkpoint_manager(workdir, config)
-  step = manager.best_step() if which == 'best' else None
-  step = manager.latest_step() if step is None else step  # no validation metrics: the latest
+  target = parallel.replicate(state, parallel.data_mesh())
+  state, step = restore_checkpoint(manager, target, which)
   if step is None:
     raise UserError(f'{os.path.join(workdir, "checkpoints")}: no checkpoint to restore; train first')
-  target = parallel.replicate(state, parallel.data_mesh())
-  state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
-  return jax.device_get(state['state']), step
+  return jax.device_get(state), step
 
 
 def write_summary(workdir: str, params: Any, config: ml_collections.ConfigDict) -> str:
@@ -217,24 +272,29 @@ def write_summary(workdir: str, params: Any, config: ml_collections.ConfigDict) 
   lines += [f'  {name:<16s}{n:>10,d}' for name, n in counts.items() if name != 'total']
   lines.append(f'  {"total":<16s}{counts["total"]:>10,d}')
   text = '\n'.join(lines) + '\n'
-  with open(os.path.join(workdir, 'model_summary.txt'), 'w') as f:
-    f.write(text)
+  files.write_text(os.path.join(workdir, 'model_summary.txt'), text)
   print(text, end='')
   return text
 
 
 def evaluate_loss(step, params, cases, task) -> tuple[dict[str, float], Any]:
-  """Mean unweighted validation losses over ``cases`` with ``step`` (a jitted `eval_step`, made
-  once per run so that evaluations do not recompile it); also returns the first case's batch and
-  outputs."""
-  totals, first = {}, None
+  """Validation over ``cases`` with ``step`` (a jitted `eval_step`, made once per run so that
+  evaluations do not recompile it): the mean unweighted losses and the mean of `evaluate.score`'s
+  cheap figures (PSNR/SSIM of the synthesis, Dice WT/TC/ET; NaN cases left out), all named
+  ``val_*``; also returns the first case's example and outputs."""
+  totals, scores, first = {}, {}, None
   for example, _ in map(lambda c: pipeline.load_case(c, task), cases):
     batch = jax.tree.map(lambda a: a[None], example)
     parts, outputs = step(params, batch)
     for name, value in parts.items():
       totals[name] = totals.get(name, 0.0) + float(value) / len(cases)
+    outputs = _montage_outputs(outputs, example)
+    for name, value in evaluate.score(example, outputs).items():
+      scores.setdefault(name, []).append(value)
     if first is None:
-      first = (example, _montage_outputs(outputs, example))
+      first = (example, outputs)
+  totals.update({k: float(np.nanmean(v)) if not np.isnan(v).all() else float('nan')
+                 for k, v in scores.items()})
   return {f'val_{k}': v for k, v in totals.items()}, first
 
 
@@ -315,14 +375,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   state = create_train_state(config, task, init_key, learning_rate, num_steps)
   if parallel.is_primary():
     write_summary(workdir, state.params, config)
-    with open(os.path.join(workdir, 'config.json'), 'w') as f:
-      json.dump(resilience.config_record(config), f, indent=2)
+    files.write_json(os.path.join(workdir, 'config.json'), resilience.config_record(config))
   state = parallel.replicate(state, mesh)
   key_data = parallel.replicate(jax.random.key_data(dropout_key), mesh)
 
   if start_step:
-    state = manager.restore(start_step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(state)))['state']
+    state, start_step = restore_checkpoint(manager, state, 'latest')
     logging.info('resumed from step %d', start_step)
 
   order = pipeline.case_order(train_cases, config.train.num_epochs, config.seed)
@@ -332,6 +390,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   batches = pipeline.to_iterator(dataset[start_step:], config.data.worker_count)
   step_fn = sharded_train_step(config, class_ratios, steps_per_epoch, mesh,
                                config.train.get('donate_state', True))
+  if start_step < num_steps:  # a step that cannot fit is refused before it runs
+    first = next(batches)
+    batches = itertools.chain([first], batches)
+    memory.check_fits(step_fn.lower(state, parallel.global_batch(first, mesh), key_data).compile(),
+                      config, 'a training step', "model.remat='levels', model.dtype='bfloat16' or "
+                      'a smaller data.crop_shape')
   val_step = jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn, config=config,
                                        num_classes=config.model.num_classes),
                      compiler_options=compile_options.for_backend())

@@ -1,6 +1,8 @@
 """Shared fixtures: tiny configs and tiny synthetic datasets (CPU, seconds)."""
 
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault('JAX_PLATFORMS', 'cpu')
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
@@ -9,6 +11,16 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '3')
 # Subprocesses the tests start inherit it.
 FAST_COMPILE = '--xla_backend_optimization_level=0'
 os.environ['XLA_FLAGS'] = f'{os.environ.get("XLA_FLAGS", "")} {FAST_COMPILE}'.strip()
+# One JAX persistent compilation cache for the whole test run, its subprocesses and (under
+# pytest-xdist) all its workers: the end-to-end tests compile the same tiny programs in process after
+# process (train, resume, evaluate, predict). Same programs, same compiled code: only the time goes.
+# The first process to load this file (pytest-xdist's controller, or pytest itself) makes the folder;
+# workers and subprocesses inherit it through the environment; the maker removes it at the end.
+_CACHE_MADE_HERE = None
+if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
+  _CACHE_MADE_HERE = tempfile.mkdtemp(prefix='rsnet_jax_tests_jit_cache_')
+  os.environ['JAX_COMPILATION_CACHE_DIR'] = _CACHE_MADE_HERE
+  os.environ['JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS'] = '0.1'
 
 import pytest  # pylint: disable=g-import-not-at-top
 
@@ -55,3 +67,8 @@ def tiny_dataset(tmp_path_factory):
   out = tmp_path_factory.mktemp('data')
   synthetic.generate_dataset(str(out), 4, seed=7, layout='brats2021', shape=TINY_SHAPE)
   return str(out)
+
+
+def pytest_unconfigure(config):  # pylint: disable=unused-argument
+  if _CACHE_MADE_HERE:
+    shutil.rmtree(_CACHE_MADE_HERE, ignore_errors=True)

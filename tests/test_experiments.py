@@ -112,3 +112,23 @@ def test_table5_lesion_protocol_end_to_end_on_ms_cases(tmp_path):
     assert all(0 <= v <= 1 for v in row.values())
   table = (workdir / 'table5.md').read_text()
   assert '| 3 real + 1 RS-Net synthesized |' in table and 'FLAIR synthesis: Small' in table
+
+
+@pytest.mark.slow
+def test_convergence_study_end_to_end(tmp_path):
+  workdir = _experiment(tmp_path, 'convergence', '--config.data.synthetic_cases=4',
+                        '--config.data.val_fraction=0.25', '--config.data.test_fraction=0.25',
+                        '--config.train.num_epochs=3')
+  assert {'rsnet', 'rnet', 'snet', 'learning_curves.png', 'convergence.md',
+          'convergence.json'} <= set(os.listdir(workdir))
+  record = json.loads((workdir / 'convergence.json').read_text())
+  assert record['split'] == 'test' and record['cases'] == 1
+  curves = record['curves']
+  assert [s for s, _ in curves['RS-Net']['val_dice_WT']] == [2, 4, 6]  # every epoch (2 steps)
+  assert [s for s, _ in curves['R-Net']['val_psnr_brain']] == [2, 4, 6]
+  assert 'val_psnr_brain' not in curves['S-Net'] and 'val_dice_WT' not in curves['R-Net']
+  assert set(record['summary']['snet']) >= {'dice_WT', 'hd95_ET'}
+  assert 'psnr_tumour' in record['summary']['rnet'] and 'dice_WT' not in record['summary']['rnet']
+  table = (workdir / 'convergence.md').read_text()
+  assert '| RS-Net |' in table and '| R-Net | - | - | - |' in table
+  assert "S-Net's Dice (WT): RS-Net" in table and 'in the tumour (PSNR, dB): RS-Net' in table

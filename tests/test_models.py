@@ -117,3 +117,26 @@ def test_bfloat16_compute_keeps_float32_parameters_and_outputs():
     assert out[name].dtype == jnp.float32
     err = float(jnp.abs(out[name] - ref[name]).max())
     assert 0 < err < 0.05 * float(jnp.abs(ref[name]).max())  # bf16 rounding, not another network
+
+
+def test_leaky_relu_keeps_the_parameters_and_passes_gradient_through_negative_units():
+  x = jax.random.normal(jax.random.key(0), (1, 8, 8, 8, 3))
+  c = x[..., :1]
+  params = models.RSNet(base_filters=2, num_levels=2).init(jax.random.key(1), x, c)['params']
+  leaky = models.RSNet(base_filters=2, num_levels=2, activation='leaky_relu')
+  assert (jax.tree.structure(leaky.init(jax.random.key(1), x, c)['params'])
+          == jax.tree.structure(params))
+  # every unit of the segmentation head's last hidden layer switched off (bias -100): its weights
+  # get no gradient through a ReLU, and some through a leaky ReLU
+  dead = jax.tree.map(lambda p: p, params)
+  dead['segmentation']['Conv_2']['bias'] = jnp.full_like(params['segmentation']['Conv_2']['bias'],
+                                                         -100.0)
+
+  def grad_conv2(model):
+    loss = lambda p: jnp.sum(model.apply({'params': p}, x, c)['logits']**2)
+    return jax.grad(loss)(dead)['segmentation']['Conv_2']['kernel']
+
+  assert float(jnp.abs(grad_conv2(models.RSNet(base_filters=2, num_levels=2))).max()) == 0
+  assert float(jnp.abs(grad_conv2(leaky)).max()) > 0
+  with pytest.raises(ValueError, match='model.activation'):
+    models.RSNet(base_filters=2, num_levels=2, activation='tanh').init(jax.random.key(1), x, c)

@@ -174,3 +174,41 @@ def test_sigkill_and_sigterm_resume_bit_identically(tiny_dataset, tmp_path):
     train.train_and_evaluate(changed, str(termed))
   assert refused.value.problems[1:] == ['  model.base_filters: was 2, now 3']
   assert _max_abs_difference(_final_params(termed), reference) == 0.0
+
+
+def _tear(workdir, step):
+  """Cuts the largest data file of checkpoint ``step`` to 100 bytes, as a node crash or a partial
+  copy leaves it."""
+  files = [p for p in (workdir / 'checkpoints' / str(step)).rglob('*')
+           if p.is_file() and p.parent.name == 'd']
+  with open(max(files, key=lambda p: p.stat().st_size), 'r+b') as f:
+    f.truncate(100)
+
+
+def test_torn_checkpoint_is_moved_aside_and_the_one_before_is_used(tiny_dataset, tmp_path):
+  straight = tmp_path / 'straight'
+  train.train_and_evaluate(_run_config(tiny_dataset), str(straight))
+  reference = _final_params(straight)
+
+  # Resume: the latest checkpoint (6) is torn; training resumes from 4 and ends bit-identical.
+  torn = tmp_path / 'torn'
+  train.train_and_evaluate(_run_config(tiny_dataset, **{'train.num_epochs': 3}), str(torn))
+  _tear(torn, 6)
+  train.train_and_evaluate(_run_config(tiny_dataset), str(torn))
+  assert (torn / 'checkpoints' / 'unreadable_6').is_dir()
+  assert _max_abs_difference(_final_params(torn), reference) == 0.0
+
+  # Evaluate / predict: the best checkpoint (8, the only one with a validation loss) is torn; the
+  # newest of the others is used.
+  config = tiny_config()
+  state = train.create_train_state(config, pipeline.Task.from_config(config), jax.random.key(0))
+  _tear(straight, 8)
+  _, step = train.restore_params(str(straight), config, state, 'best')
+  assert step == 6 and (straight / 'checkpoints' / 'unreadable_8').is_dir()
+
+  # A config whose network differs restores nothing: refused, nothing moved aside.
+  other = tiny_config(**{'model.base_filters': 3})
+  state = train.create_train_state(other, pipeline.Task.from_config(other), jax.random.key(0))
+  with pytest.raises(UserError, match=r'no checkpoint restores \(step 6: .*another config'):
+    train.restore_params(str(straight), other, state, 'best')
+  assert sorted(p.name for p in (straight / 'checkpoints').iterdir()) == ['4', '6', 'unreadable_8']

@@ -8,12 +8,12 @@ input's header keep its spatial fields (qform/sform and their codes, pixdim, uni
 from __future__ import annotations
 
 import os
-import tempfile
 import zlib
 
 import nibabel as nib
 import numpy as np
 
+from rsnet_jax import files
 from rsnet_jax.data import itk
 from rsnet_jax.errors import UserError
 
@@ -80,15 +80,5 @@ def save(path: str, data: np.ndarray, affine: np.ndarray, description: str = '',
     img.header.set_qform(affine, code=1)
     img.header.set_sform(affine, code=1)
   img.header['descrip'] = description.encode()[:79]
-  folder = os.path.dirname(os.path.abspath(path))
-  os.makedirs(folder, exist_ok=True)
-  suffix = '.nii.gz' if path.endswith('.nii.gz') else '.nii'
-  fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix=suffix, dir=folder)
-  os.close(fd)
-  try:
+  with files.atomic_path(path) as tmp:
     nib.save(img, tmp)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
