@@ -49,12 +49,12 @@ for d in jax.devices():
 PY
 date -u
 echo "== model and convolution tests on the $(python3 -c 'import jax; print(jax.default_backend())') backend"
-timeout 240 python3 -m pytest -q -p no:cacheprovider tests/test_conv.py tests/test_models.py || echo "tests: status $?"
-echo "== training step: XLA's convs vs fold, float32 and bf16 (median of 3 after 1 warm-up)"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_conv.py tests/test_models.py || echo "tests: status $?"
+echo "== training step: XLA's convs vs fold, float32 and bf16 (median of 2 after 1 warm-up)"
 # shellcheck disable=SC2086
-timeout 300 python3 bench/train_step.py --shapes $SHAPES --steps 3 --warmup 1 \
+timeout 240 python3 bench/train_step.py --shapes $SHAPES --steps 2 --warmup 1 \
   --variants 'jax xla' 'jax fold' 'jax xla bf16' 'jax fold bf16' || echo "train step: status $?"
 echo "== 20-sample MC-dropout prediction at $CROP (XLA's convs; chunks of 4 and all at once)"
-timeout 240 python3 bench/mc_inference.py --shape "$CROP" --samples 20 --repeats 1 --conv-impl xla \
+timeout 120 python3 bench/mc_inference.py --shape "$CROP" --samples 20 --repeats 1 --conv-impl xla \
   --variants 'shared prefix, chunks of 4' 'shared prefix, vmap' || echo "MC: status $?"
 date -u

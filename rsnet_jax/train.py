@@ -288,7 +288,7 @@ def evaluate_loss(step, params, cases, task) -> tuple[dict[str, float], Any]:
     parts, outputs = step(params, batch)
     for name, value in parts.items():
       totals[name] = totals.get(name, 0.0) + float(value) / len(cases)
-    outputs = _montage_outputs(outputs, example)
+    outputs = _as_predicted(outputs, example)
     for name, value in evaluate.score(example, outputs).items():
       scores.setdefault(name, []).append(value)
     if first is None:
@@ -298,8 +298,8 @@ def evaluate_loss(step, params, cases, task) -> tuple[dict[str, float], Any]:
   return {f'val_{k}': v for k, v in totals.items()}, first
 
 
-def _montage_outputs(outputs: dict[str, Array], example: dict[str, np.ndarray]):
-  """The first example's outputs as `predict` writes them (softmax, outside the brain masked)."""
+def _as_predicted(outputs: dict[str, Array], example: dict[str, np.ndarray]):
+  """A validation example's outputs as `predict` writes them (softmax, outside the brain masked)."""
   outputs = {k: np.asarray(v[0]) for k, v in outputs.items()}
   if 'logits' in outputs:
     outputs['probabilities'] = np.asarray(jax.nn.softmax(outputs.pop('logits'), axis=-1))

@@ -7,7 +7,7 @@ claims side by side), each model in WORKDIR/<variant>/.
 Run: python -m rsnet_jax.main --config configs/experiments/convergence.py --workdir runs/convergence
 
 The demo's recipe (configs/demo.py: 32^3 crops of 40x40x36 cases, the loss over the brain, a
-warm-up and a cosine decay, a 10x the paper's learning rate) with more cases and steps, so that it
+warm-up and a cosine decay, 10x the paper's learning rate) with more cases and steps, so that it
 fits a 2-core CPU; on a GPU, raise data.synthetic_shape / data.crop_shape towards the paper's.
 """
 
