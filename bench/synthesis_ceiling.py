@@ -11,14 +11,21 @@ those draws:
 - ``anatomy + scale``: the same, then the affine map (gain, offset) that best fits the case's
   truth, i.e. an oracle that also knows the case's global scale.
 
+and one baseline that is not an oracle, to show what the inputs alone give:
+
+- ``voxel regression``: a cubic polynomial of each voxel's normalised inputs (the target's other
+  sequences) and of the same inputs smoothed by a Gaussian of 1 voxel, fitted by least squares on
+  the brain voxels of the cases not in ``--test`` (no network, no case's draws).
+
 Brain PSNR (eq. 6), as `evaluate` scores it. A network can beat ``anatomy`` only by reading a
 case's draws off correlated evidence, which the generator does not put in the inputs.
 
-  python bench/synthesis_ceiling.py                              # the demo's 16 cases
+  python bench/synthesis_ceiling.py --test 2,11                  # the demo's 16 cases and test split
   python bench/synthesis_ceiling.py --cases 24 --shape 40,40,36 --target flair
 """
 
 import argparse
+import itertools
 
 import numpy as np
 from scipy import ndimage
@@ -26,6 +33,26 @@ from scipy import ndimage
 from rsnet_jax import metrics
 from rsnet_jax.data import preprocess
 from rsnet_jax.data import synthetic
+
+
+SEQUENCES = ('t1', 't1ce', 't2', 'flair')
+
+
+def voxel_features(case: synthetic.Case, target: str, normalization: str,
+                   degree: int = 3) -> tuple[np.ndarray, np.ndarray]:
+  """``([brain voxels, features], [brain voxels])``: every monomial up to ``degree`` of the
+  normalised inputs and their 1-voxel Gaussian smoothing, and the normalised target."""
+  brain = case.tissue != synthetic.BG
+  inputs = [preprocess.normalize(case.images[m], brain, normalization)
+            for m in SEQUENCES if m != target]
+  inputs += [ndimage.gaussian_filter(x, 1.0) for x in inputs]
+  x = np.stack([v[brain] for v in inputs], 1).astype(np.float64)
+  columns = [np.ones(len(x))]
+  for d in range(1, degree + 1):
+    columns += [np.prod(x[:, c], 1) for c in itertools.combinations_with_replacement(
+        range(x.shape[1]), d)]
+  truth = preprocess.normalize(case.images[target], brain, normalization)
+  return np.stack(columns, 1), truth[brain]
 
 
 def oracles(case: synthetic.Case, target: str, normalization: str) -> dict[str, float]:
@@ -50,18 +77,33 @@ def main() -> None:
   parser.add_argument('--shape', default='40,40,36', help='the voxel grid (demo: 40,40,36)')
   parser.add_argument('--target', default='flair', choices=('t1', 't1ce', 't2', 'flair'))
   parser.add_argument('--normalization', default='brats2017')
+  parser.add_argument('--test', default='', help='cases left out of the voxel regression\'s fit, '
+                      'e.g. 2,11 (the demo\'s test split); default: fitted on every case')
   args = parser.parse_args()
   shape = tuple(int(s) for s in args.shape.split(','))
-  rows = [oracles(synthetic.generate_case(args.seed * 100003 + i, shape), args.target,
-                  args.normalization) for i in range(args.cases)]
+  cases = [synthetic.generate_case(args.seed * 100003 + i, shape) for i in range(args.cases)]
+  test = {int(i) for i in args.test.split(',') if i}
+  rows = [oracles(case, args.target, args.normalization) for case in cases]
+  features = [voxel_features(case, args.target, args.normalization) for case in cases]
+  fit = [i for i in range(args.cases) if i not in test]
+  coef = np.linalg.lstsq(np.concatenate([features[i][0] for i in fit]),
+                         np.concatenate([features[i][1] for i in fit]), rcond=None)[0]
+  for case, (x, truth), row in zip(cases, features, rows):
+    brain = case.tissue != synthetic.BG
+    volume, guess = np.zeros(brain.shape), np.zeros(brain.shape)
+    volume[brain], guess[brain] = truth, x @ coef
+    row['voxel regression'] = metrics.psnr(volume, guess, brain)
   names = list(rows[0])
   print(f'{args.cases} cases of {shape}, target {args.target}, {args.normalization}; brain PSNR '
-        '(dB)\n')
+        f'(dB); * = left out of the voxel regression\'s fit\n')
   print('| case | ' + ' | '.join(names) + ' |\n|---' * 1 + '|---' * len(names) + '|')
   for i, row in enumerate(rows):
-    print(f'| {i} | ' + ' | '.join(f'{row[n]:.2f}' for n in names) + ' |')
+    print(f'| {i}{"*" * (i in test)} | ' + ' | '.join(f'{row[n]:.2f}' for n in names) + ' |')
   for stat, fn in (('mean', np.mean), ('min', np.min), ('max', np.max)):
     print(f'| **{stat}** | ' + ' | '.join(f'{fn([r[n] for r in rows]):.2f}' for n in names) + ' |')
+  if test:
+    print('| **mean of * ** | ' + ' | '.join(
+        f'{np.mean([rows[i][n] for i in sorted(test)]):.2f}' for n in names) + ' |')
 
 
 if __name__ == '__main__':

@@ -81,19 +81,24 @@ def create_train_state(config: ml_collections.ConfigDict, task: pipeline.Task,
   (``learning_rate``, default ``optim.learning_rate``, on `learning_rate_schedule` over
   ``num_steps``; the optimizer state's structure does not depend on ``num_steps``)."""
   model = create_model(config)
-  # One program at XLA's lowest optimisation level: the initialisers' random-number code compiles in
-  # seconds (op by op, or at the default level, the demo's ~40 parameter shapes took 80-100 s on 2
-  # cores), and the parameters do not depend on the XLA_FLAGS of the run.
-  params = jax.jit(functools.partial(_init_params, model, task),
-                   compiler_options={'xla_backend_optimization_level': 0})(key)
+  params = _init_params(model, task.multiple, len(task.inputs), task.complementary is not None,
+                        key)
   return _train_state(config, model, params, learning_rate, num_steps)
 
 
-def _init_params(model: models.RSNet, task: pipeline.Task, key: Array) -> Any:
-  size = (1,) + (task.multiple,) * 3
-  inputs = jnp.zeros(size + (len(task.inputs),))
-  complementary = jnp.zeros(size + (1,)) if task.complementary else None
-  return model.init(key, inputs, complementary)['params']
+def _initial_params(model: models.RSNet, multiple: int, in_channels: int, complementary: bool,
+                    key: Array) -> Any:
+  size = (1,) + (multiple,) * 3
+  inputs = jnp.zeros(size + (in_channels,))
+  return model.init(key, inputs, jnp.zeros(size + (1,)) if complementary else None)['params']
+
+
+# One program at XLA's lowest optimisation level: the initialisers' random-number code compiles in
+# seconds (op by op, or at the default level, the demo's ~40 parameter shapes took 80-100 s on 2
+# cores), and the parameters do not depend on the XLA_FLAGS of the run. Static in everything but the
+# key, so a process compiles it once per network.
+_init_params = jax.jit(_initial_params, static_argnums=(0, 1, 2, 3),
+                       compiler_options={'xla_backend_optimization_level': 0})
 
 
 def _train_state(config: ml_collections.ConfigDict, model: models.RSNet, params: Any,
@@ -310,7 +315,9 @@ def checkpoint_bytes(config: ml_collections.ConfigDict, task: pipeline.Task) -> 
   """Bytes of one checkpoint (parameters and optimizer state), from shapes only: nothing runs."""
   model = create_model(config)
   shapes = jax.eval_shape(lambda key: _train_state(
-      config, model, _init_params(model, task, key), None, 1), jax.random.key(0))
+      config, model, _initial_params(model, task.multiple, len(task.inputs),
+                                     task.complementary is not None, key), None, 1),
+      jax.random.key(0))
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes)
              if hasattr(x, 'dtype'))
 

@@ -97,6 +97,7 @@ def test_rsnet_parameters_do_not_depend_on_impl_and_outputs_agree_with_dropout_o
                                  err_msg=f'{impl} {name}')
 
 
+@pytest.mark.slow  # a checkpoint or training run: left out of the quick tier
 def test_checkpoint_saved_with_one_impl_restores_and_predicts_the_same_with_another(
     tiny_dataset, tmp_path):
   saved_with = tiny_config(**{'model.conv_impl': 'xla', 'predict.num_mc_samples': 2})

@@ -63,6 +63,7 @@ def test_auto_chunk_fits_the_budget_and_gives_the_same_samples(tiny_dataset):
                      state.apply_fn, 4)(state.params, batch, keys)
 
 
+@pytest.mark.slow  # a checkpoint or training run: left out of the quick tier
 def test_a_training_step_that_does_not_fit_is_refused_before_it_runs(tiny_dataset, tmp_path):
   config = tiny_config(**{'data.data_dir': tiny_dataset, 'memory_budget_gib': 1e-6})
   with pytest.raises(UserError, match=r"a training step plans .* GiB budget \(memory_budget_gib "

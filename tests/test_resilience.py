@@ -64,6 +64,7 @@ def test_config_differences_lists_what_matters_only():
   assert resilience.config_differences(saved, tiny_config()) == []
 
 
+@pytest.mark.slow  # training runs: left out of the quick tier
 def test_divergence_stops_with_step_and_case_or_skips(tiny_dataset, tmp_path):
   overrides = {'optim.learning_rate': 1e30, 'data.data_dir': tiny_dataset,
                'train.checkpoint_every_steps': 1}
@@ -185,6 +186,7 @@ def _tear(workdir, step):
     f.truncate(100)
 
 
+@pytest.mark.slow  # training runs: left out of the quick tier
 def test_torn_checkpoint_is_moved_aside_and_the_one_before_is_used(tiny_dataset, tmp_path):
   straight = tmp_path / 'straight'
   train.train_and_evaluate(_run_config(tiny_dataset), str(straight))

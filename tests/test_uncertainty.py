@@ -60,6 +60,7 @@ def test_model_mc_dropout_loop_vmap_chunked_agree(tiny_model):
   runs = {c: jax.jit(functools.partial(predict.forward, apply_fn=model.apply, num_mc_samples=5,
                                        mc_chunk_size=c))(params, batch, key[None]) for c in (None, 2)}
 
+  @jax.jit
   def sample(k):
     out = model.apply({'params': params}, x, x[..., :1], train=True, rngs={'dropout': k})
     return {'synthesis': out['synthesis'], 'probabilities': jax.nn.softmax(out['logits'])}
