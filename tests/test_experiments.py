@@ -15,6 +15,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--config.model.base_filters=2', '--config.model.num_levels=2',
         '--config.data.synthetic_shape=(16,16,16)', '--config.data.crop_shape=()',
         '--config.train.num_epochs=1', '--config.train.log_every_steps=1']
+# Four cases: two to train on, one to validate, one to test.
+FOUR_CASES = ('--config.data.synthetic_cases=4', '--config.data.val_fraction=0.25',
+              '--config.data.test_fraction=0.25')
 
 
 def _experiment(tmp_path, table, *args):
@@ -64,8 +67,7 @@ def test_swap_table_marks_each_row_like_the_paper():
 
 @pytest.mark.slow
 def test_table2_swap_protocol_end_to_end(tmp_path):
-  workdir = _experiment(tmp_path, 'table2', '--config.data.synthetic_cases=4',
-                        '--config.data.val_fraction=0.25', '--config.data.test_fraction=0.25',
+  workdir = _experiment(tmp_path, 'table2', *FOUR_CASES,
                         "--config.experiment.targets=('t1','flair')")
   assert {'snet', 'rsnet_t1', 'rnet_t1', 'rsnet_flair', 'rnet_flair', 'table2.md', 'table3.md',
           'table4.md', 'swap.json', 'swap_dice.png'} <= set(os.listdir(workdir))
@@ -96,8 +98,7 @@ def test_table1_cross_validation_end_to_end_on_brats2015_mha(tmp_path):
 
 @pytest.mark.slow
 def test_table5_lesion_protocol_end_to_end_on_ms_cases(tmp_path):
-  workdir = _experiment(tmp_path, 'table5', '--config.data.synthetic_cases=4',
-                        '--config.data.val_fraction=0.25', '--config.data.test_fraction=0.25',
+  workdir = _experiment(tmp_path, 'table5', *FOUR_CASES,
                         "--config.experiment.targets=('flair',)")
   assert {'snet', 'rsnet_flair', 'rnet_flair', 'table5.md', 'lesions.json',
           'fig4_flair.png'} <= set(os.listdir(workdir))
@@ -116,8 +117,7 @@ def test_table5_lesion_protocol_end_to_end_on_ms_cases(tmp_path):
 
 @pytest.mark.slow
 def test_convergence_study_end_to_end(tmp_path):
-  workdir = _experiment(tmp_path, 'convergence', '--config.data.synthetic_cases=4',
-                        '--config.data.val_fraction=0.25', '--config.data.test_fraction=0.25',
+  workdir = _experiment(tmp_path, 'convergence', *FOUR_CASES,
                         '--config.train.num_epochs=3')
   assert {'rsnet', 'rnet', 'snet', 'learning_curves.png', 'convergence.md',
           'convergence.json'} <= set(os.listdir(workdir))
