@@ -2,7 +2,8 @@
 
 A write interrupted by an error (a full disk), a signal or a kill never leaves a partial file under
 the final name: the previous version, if any, stays whole, and the temporary file (``.tmp-*``) is
-removed on errors (a SIGKILL can leave one behind, never under a final name).
+removed on errors (a SIGKILL can leave one behind, never under a final name; `remove_temporaries`
+clears those, for a run that holds the folder's lock).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import json
 import os
 import tempfile
 from typing import Any, Iterator
+
+TEMPORARY_PREFIX = '.tmp-'
 
 
 @contextlib.contextmanager
@@ -23,7 +26,7 @@ def atomic_path(path: str) -> Iterator[str]:
   os.makedirs(folder, exist_ok=True)
   name = os.path.basename(path)
   suffix = '.nii.gz' if name.endswith('.nii.gz') else os.path.splitext(name)[1]
-  fd, tmp = tempfile.mkstemp(prefix='.tmp-', suffix=suffix, dir=folder)
+  fd, tmp = tempfile.mkstemp(prefix=TEMPORARY_PREFIX, suffix=suffix, dir=folder)
   os.close(fd)
   try:
     yield tmp
@@ -51,3 +54,15 @@ def write_text(path: str, text: str) -> None:
 def write_json(path: str, value: Any) -> None:
   with atomic_write(path) as f:
     json.dump(value, f, indent=2)
+
+
+def remove_temporaries(folder: str) -> list[str]:
+  """Removes the temporary files (``.tmp-*``) that killed writers left under ``folder``; returns
+  their paths. Only for a run that holds ``folder``'s lock: another writer's file would go too."""
+  removed = []
+  for directory, _, names in os.walk(folder):
+    for name in names:
+      if name.startswith(TEMPORARY_PREFIX):
+        removed.append(os.path.join(directory, name))
+        os.remove(removed[-1])
+  return removed

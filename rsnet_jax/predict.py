@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import zlib
 
+from absl import logging
 import jax
 import ml_collections
 import numpy as np
@@ -28,6 +29,7 @@ from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
+from rsnet_jax import files
 from rsnet_jax import manifest
 from rsnet_jax import memory
 from rsnet_jax import sliding_window
@@ -151,11 +153,15 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
                   cases: list[layouts.CaseFiles], out_dir: str, key: Array,
                   overwrite: bool = False) -> list[str]:
   """Predicts ``cases`` into ``out_dir``; returns the paths written. A case whose outputs all
-  exist is skipped unless ``overwrite``. The run is recorded in ``out_dir/manifest.json``.
+  exist is skipped unless ``overwrite``. Partial files a killed run left in ``out_dir`` are removed
+  first (the caller holds its lock). The run is recorded in ``out_dir/manifest.json``.
 
   Raises:
     UnreadableCases: after all other cases are written, for cases whose inputs could not be read.
   """
+  stale = files.remove_temporaries(out_dir)
+  if stale:
+    logging.warning('removed %d partial file(s) an interrupted run left in %s', len(stale), out_dir)
   fn = memory.MCForward(config, apply_fn, config.predict.num_mc_samples)
   window = window_shape(config, task)
   written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []

@@ -61,9 +61,15 @@ def _run(*args, **kwargs):
 
 
 def _volumes(folder):
-  """``{relative path: bytes}`` of the NIfTI files under ``folder``."""
+  """``{relative path: bytes}`` of the NIfTI files under a final name under ``folder``."""
   return {os.path.relpath(os.path.join(d, f), folder): open(os.path.join(d, f), 'rb').read()
-          for d, _, names in os.walk(folder) for f in names if f.endswith('.nii.gz')}
+          for d, _, names in os.walk(folder) for f in names
+          if f.endswith('.nii.gz') and not f.startswith(files.TEMPORARY_PREFIX)}
+
+
+def _temporaries(folder):
+  return [f for _, _, names in os.walk(folder) for f in names
+          if f.startswith(files.TEMPORARY_PREFIX)]
 
 
 def test_disk_full_is_found_through_wrapping_errors():
@@ -119,10 +125,13 @@ def test_full_disk_and_killed_predict_lose_nothing_complete(tiny_dataset, tmp_pa
   assert 'rsnet_jax: error: disk full writing' in result.stderr
   written = _volumes(out)
   assert len(written) == 9 and all(reference[k] == v for k, v in written.items())
-  assert not [f for _, _, names in os.walk(out) for f in names if f.startswith('.tmp-')]
+  assert not _temporaries(out)
+  stale = out / sorted(written)[0].split(os.sep)[0] / f'{files.TEMPORARY_PREFIX}killed.nii.gz'
+  stale.write_bytes(b'partial')  # as a writer killed mid-file leaves it
   result = _run(workdir, tiny_dataset, *predict, f'--output={out}')
   assert result.returncode == 0, result.stderr[-3000:]
   assert _volumes(out) == reference
+  assert not _temporaries(out) and 'removed 1 partial file' in result.stderr
 
   # SIGKILL once the first files are written: every file under a final name is complete, and the
   # rerun completes the folder, byte for byte the reference.
@@ -141,4 +150,14 @@ def test_full_disk_and_killed_predict_lose_nothing_complete(tiny_dataset, tmp_pa
   result = _run(workdir, tiny_dataset, *predict, f'--output={out}')
   assert result.returncode == 0, result.stderr[-3000:]
   assert _volumes(out) == reference
+  assert not _temporaries(out)  # a partial file the kill left is cleared by the rerun
 
+
+
+def test_remove_temporaries_takes_only_partial_files(tmp_path):
+  (tmp_path / 'case').mkdir()
+  files.write_text(str(tmp_path / 'case' / 'done.txt'), 'whole')
+  partial = tmp_path / 'case' / f'{files.TEMPORARY_PREFIX}abc.nii.gz'
+  partial.write_bytes(b'partial')
+  assert files.remove_temporaries(str(tmp_path)) == [str(partial)]
+  assert sorted(os.listdir(tmp_path / 'case')) == ['done.txt']
