@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU rows of bench/README.md in one run (at most ~8 minutes on one H100/H200): the model and
+# The GPU rows of bench/README.md in one run (~9 minutes on one H200, at most 12): the model and
 # convolution tests on the GPU backend; a training step at 128^3 and at the paper's crop (184x200x152
 # padded to 192x208x160) with XLA's convolutions and with the CPU form (`fold`), float32 and bf16;
 # 20-sample MC-dropout prediction at the crop with its peak GPU memory.
@@ -49,11 +49,18 @@ for d in jax.devices():
 PY
 date -u
 echo "== model and convolution tests on the $(python3 -c 'import jax; print(jax.default_backend())') backend"
-timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_conv.py tests/test_models.py || echo "tests: status $?"
+# Four pytest workers share the GPU (compiling is CPU-bound): each allocates as it goes. The tests
+# compare float32 results to round-off, so float32 matmuls and convs run in full float32, not TF32
+# (the GPU's default).
+JAX_DEFAULT_MATMUL_PRECISION=highest XLA_PYTHON_CLIENT_PREALLOCATE=false timeout 150 python3 -m pytest -q -n 4 -p no:cacheprovider \
+  tests/test_conv.py tests/test_models.py || echo "tests: status $?"
 echo "== training step: XLA's convs vs fold, float32 and bf16 (median of 2 after 1 warm-up)"
-# shellcheck disable=SC2086
-timeout 240 python3 bench/train_step.py --shapes $SHAPES --steps 2 --warmup 1 \
-  --variants 'jax xla' 'jax fold' 'jax xla bf16' 'jax fold bf16' || echo "train step: status $?"
+# One run per shape, each under its own timeout: compiling the four variants takes ~2 min at 128^3
+# and ~3 at the crop (H200, 2026-11-27); each variant's row prints as soon as it is measured.
+for shape in $SHAPES; do
+  timeout 240 python3 bench/train_step.py --shapes "$shape" --steps 2 --warmup 1 \
+    --variants 'jax xla' 'jax fold' 'jax xla bf16' 'jax fold bf16' || echo "train step $shape: status $?"
+done
 echo "== 20-sample MC-dropout prediction at $CROP (XLA's convs; chunks of 4 and all at once)"
 timeout 120 python3 bench/mc_inference.py --shape "$CROP" --samples 20 --repeats 1 --conv-impl xla \
   --variants 'shared prefix, chunks of 4' 'shared prefix, vmap' || echo "MC: status $?"

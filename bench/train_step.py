@@ -240,7 +240,8 @@ def main() -> None:
     child(args)
     return
   root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, PYTHONPATH=root, JAX_PLATFORMS=os.environ.get('JAX_PLATFORMS', 'cpu'),
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get('PYTHONPATH')])),
+             JAX_PLATFORMS=os.environ.get('JAX_PLATFORMS', 'cpu'),
              TF_CPP_MIN_LOG_LEVEL='3')
   rows = []
   for shape in args.shapes:
