@@ -17,6 +17,7 @@ def get_config() -> ml_collections.ConfigDict:
 
   config.model = ml_collections.ConfigDict()
   config.model.variant = 'rsnet'  # 'rsnet' | 'rnet' (regression only) | 'snet' (segmentation only)
+  #   | 'anyseq' (ours: one RS-Net for whichever sequence is missing, rsnet_jax/anyseq.py)
   config.model.base_filters = 4  # k
   config.model.num_levels = 4  # U-Net resolution steps
   config.model.num_classes = 4  # background, necrotic/non-enhancing core, edema, enhancing
@@ -43,6 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.target = 'flair'  # the missing sequence to synthesize: t1 | t1ce | t2 | flair
   config.data.inputs = ()  # () = every modality but the target (all four for snet)
   config.data.complementary = ''  # '' = the paper's: t1<-t1ce, t2<-flair, t1ce<-t1, flair<-t2
+  config.data.missing_probabilities = ()  # anyseq: how often each of data.modalities is the one
+  #   drawn missing in training; () = uniform
   config.data.normalization = 'brats2017'  # 'brats2017' | 'brats2015' | 'none'
   config.data.crop_shape = (184, 200, 152)  # () = whole volume (padded to 2**num_levels)
   config.data.val_fraction = 0.2  # the paper: 228 train / 57 validation of 285

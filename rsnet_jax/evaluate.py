@@ -10,6 +10,7 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from rsnet_jax import anyseq
 from rsnet_jax import compile_options
 from rsnet_jax import metrics
 from rsnet_jax import predict
@@ -47,14 +48,19 @@ def score(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
 
 
 def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
-                   cases: list[layouts.CaseFiles], out_dir: str, name: str) -> dict:
+                   cases: list[layouts.CaseFiles], out_dir: str, name: str,
+                   missing: str | None = None) -> dict:
   """Deterministic predictions of ``cases`` scored against their files; writes ``NAME.json`` and
-  ``NAME.md`` into ``out_dir`` and returns the summary ``{metric: {'mean', 'std'}}``."""
+  ``NAME.md`` into ``out_dir`` and returns the summary ``{metric: {'mean', 'std'}}``. An ``anyseq``
+  model synthesizes ``missing`` for every case."""
+  if (task.variant == 'anyseq') != (missing is not None):
+    raise ValueError('give the missing sequence for an anyseq model, and only for it')
   fn = jax.jit(functools.partial(predict.forward, apply_fn=apply_fn, num_mc_samples=0),
                compiler_options=compile_options.for_backend())
   per_case = {}
   for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):
-    example, meta = pipeline.load_case(case, task)
+    example, meta = (pipeline.load_case(case, task) if missing is None else
+                     anyseq.load_case(case, task, missing))
     out = predict.predict_example(fn, params, example)
     per_case[case.case_id] = score(example, out, orientation.spacing(meta.affine))
   return report.write_tables(per_case, out_dir, name)

@@ -26,6 +26,7 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from rsnet_jax import anyseq
 from rsnet_jax import evaluate
 from rsnet_jax import experiments
 from rsnet_jax import parallel
@@ -81,13 +82,17 @@ def _held_out(splits) -> str:
 
 
 def run_evaluate(config, workdir, state, task, splits) -> None:
-  name = _held_out(splits)
+  """Scores the held-out split; an ``anyseq`` model once per sequence, each in turn missing."""
+  split = _held_out(splits)
   out_dir = os.path.join(workdir, 'evaluation')
-  summary = evaluate.evaluate_cases(config, state.params, state.apply_fn, task, splits[name],
-                                    out_dir, name)
-  print(f'evaluation on the {name} split ({len(splits[name])} cases): '
-        f'{report.format_summary(summary)}')
-  print(f'  tables: {os.path.join(out_dir, name + ".md")} and .json')
+  for missing in task.inputs if task.variant == 'anyseq' else (None,):
+    name = split if missing is None else f'{split}_{missing}'
+    summary = evaluate.evaluate_cases(config, state.params, state.apply_fn, task, splits[split],
+                                      out_dir, name, missing)
+    without = '' if missing is None else f', {missing} missing'
+    print(f'evaluation on the {split} split ({len(splits[split])} cases{without}): '
+          f'{report.format_summary(summary)}')
+    print(f'  tables: {os.path.join(out_dir, name + ".md")} and .json')
 
 
 def run_uncertainty(config, workdir, state, task, splits) -> None:
@@ -186,6 +191,9 @@ def run(config, workdir: str, mode: str) -> None:
     print(f'  TensorBoard   tensorboard --logdir {workdir}')
     print(f'  montages      {os.path.join(workdir, "montages")}')
     print(f'  model summary {os.path.join(workdir, "model_summary.txt")}')
+  elif mode == 'uncertainty' and task.variant == 'anyseq':
+    raise UserError('--mode uncertainty studies one target; for an anyseq model, predict with '
+                    '--config.predict.num_mc_samples=N (variance and entropy files per case)')
   elif mode in ('evaluate', 'uncertainty'):
     splits = pipeline.dataset_splits(config, workdir, task)
     action = run_evaluate if mode == 'evaluate' else run_uncertainty
@@ -196,7 +204,10 @@ def run(config, workdir: str, mode: str) -> None:
     if not FLAGS.input:
       raise UserError('--mode predict needs --input (a case folder or a folder of cases)')
     cases = layouts.discover(FLAGS.input, layouts.from_config(config.data))
-    valid, problems = layouts.validate_all(cases, task.required_files(False, False), True)
+    if task.variant == 'anyseq':  # each case may lack one sequence, a different one
+      valid, problems = anyseq.validate_cases(cases, task.inputs)
+    else:
+      valid, problems = layouts.validate_all(cases, task.required_files(False, False), True)
     out_dir = FLAGS.output or os.path.join(workdir, 'predictions')
     failed = len(cases) - len(valid)
     if valid:

@@ -3,7 +3,6 @@
 Per case, in ``OUT/<case>/`` and named as the case's own layout names its files:
   ``<case>_<target>.nii.gz``           the synthesized sequence (float32, in the network's normalised
                                        intensity space, e.g. [0, 1] for ``brats2017``)
-  ``<case>_seg.nii.gz``                the segmentation, labels in the layout's convention
   ``<case>_seg.nii.gz``                the segmentation, labels in the layout's convention (with MC
                                        dropout: the argmax of the mean softmax)
 and with MC dropout (``num_mc_samples > 0``):
@@ -12,10 +11,12 @@ and with MC dropout (``num_mc_samples > 0``):
   ``<case>_seg_entropy.nii.gz``,       predictive entropy and mutual information (BALD) of the
   ``<case>_seg_mutual_information.nii.gz``  segmentation, in nats
 So ``OUT`` is itself a BraTS folder in which the synthesized file stands in for the missing one.
+For an ``anyseq`` model the target is each case's own missing sequence (`_case_task`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import zlib
 
@@ -29,6 +30,7 @@ from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
+from rsnet_jax import anyseq
 from rsnet_jax import files
 from rsnet_jax import manifest
 from rsnet_jax import memory
@@ -165,25 +167,32 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
   fn = memory.MCForward(config, apply_fn, config.predict.num_mc_samples)
   window = window_shape(config, task)
   written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []
-  desc = description(config, task)
   for case in tqdm.tqdm(cases, desc='predict', unit='case'):
     case_dir = os.path.join(out_dir, case.case_id)
-    paths = output_paths(case, task, case_dir, config.predict.num_mc_samples > 0)
+    try:
+      case_task, missing = _case_task(case, task)
+    except UserError as e:  # anyseq: two or more sequences missing
+      problems.extend(e.problems)
+      unreadable.append(case.case_id)
+      continue
+    paths = output_paths(case, case_task, case_dir, config.predict.num_mc_samples > 0)
     if not overwrite and all(os.path.exists(p) for p in paths.values()):
       skipped.append(case.case_id)
       continue
     try:
-      example, meta = pipeline.load_case(case, task, references=False)
+      example, meta = (pipeline.load_case(case, task, references=False) if missing is None else
+                       anyseq.load_case(case, task, missing, references=False))
     except UserError as e:  # e.g. a file changed since validation: the other cases go on
       problems.extend(e.problems)
       unreadable.append(case.case_id)
       continue
-    inputs[case.case_id] = [case.files[k] for k in task.inputs]
+    inputs[case.case_id] = [case.files[k] for k in task.inputs if k in case.files]
     predicted = predict_example(fn, params, example, case_key(key, case.case_id), window,
                                 config.predict.get('window_overlap', 0.5))
     for name, path in paths.items():
       volume = output_volume(predicted, name, case.layout, meta)
-      nifti.save(path, volume, meta.affine, f'{desc} {name}', like=meta.header)
+      nifti.save(path, volume, meta.affine, f'{description(config, case_task)} {name}',
+                 like=meta.header)
       written.append(path)
     outputs[case.case_id] = list(paths.values())
   manifest.record_run(out_dir, config, inputs, outputs, skipped,
@@ -191,6 +200,21 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
   if unreadable:
     raise UnreadableCases(problems, unreadable)
   return written
+
+
+def _case_task(case: layouts.CaseFiles, task: pipeline.Task) -> tuple[pipeline.Task, str | None]:
+  """What is predicted for ``case``, and the sequence the network goes without (None but for
+  ``anyseq``). An ``anyseq`` case lacking one sequence gets it synthesized (it is the case's
+  target); one with every sequence gets the segmentation only, computed with its first sequence
+  masked (the network always sees one missing).
+
+  Raises:
+    UserError: an ``anyseq`` case lacking two or more sequences.
+  """
+  if task.variant != 'anyseq':
+    return task, None
+  missing = anyseq.missing_in(case, task.inputs)
+  return dataclasses.replace(task, target=missing), missing or task.inputs[0]
 
 
 def description(config: ml_collections.ConfigDict, task: pipeline.Task) -> str:
@@ -201,8 +225,9 @@ def description(config: ml_collections.ConfigDict, task: pipeline.Task) -> str:
   git = f' git {commit[:7]}{"+dirty" if commit.endswith("+dirty") else ""}' if commit else ''
   made = f'{task.target}<-' if task.target else 'seg<-'
   mc = f' MC{config.predict.num_mc_samples}' if config.predict.num_mc_samples else ''
+  inputs = ','.join(m for m in task.inputs if m != task.target)
   return (f'rsnet_jax {version["rsnet_jax"]}{git} {config.model.variant} '
-          f'k={config.model.base_filters} {made}{",".join(task.inputs)}{mc}')
+          f'k={config.model.base_filters} {made}{inputs}{mc}')
 
 
 def output_paths(case: layouts.CaseFiles, task: pipeline.Task, case_dir: str,

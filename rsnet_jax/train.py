@@ -10,6 +10,7 @@ what an uninterrupted one would, bit for bit. SIGTERM/SIGINT save a checkpoint a
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import json
@@ -29,6 +30,7 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
+from rsnet_jax import anyseq
 from rsnet_jax import compile_options
 from rsnet_jax import evaluate
 from rsnet_jax import files
@@ -49,7 +51,8 @@ TrainState = train_state.TrainState
 
 def create_model(config: ml_collections.ConfigDict) -> models.RSNet:
   m = config.model
-  return models.RSNet(variant=m.variant, base_filters=m.base_filters, num_levels=m.num_levels,
+  variant = 'rsnet' if m.variant == 'anyseq' else m.variant  # the same network, other inputs
+  return models.RSNet(variant=variant, base_filters=m.base_filters, num_levels=m.num_levels,
                       num_classes=m.num_classes, dropout_rate=m.dropout_rate,
                       instance_norm_affine=m.instance_norm_affine, remat=m.get('remat', 'none'),
                       dtype=jnp.dtype(m.get('dtype', 'float32')),
@@ -81,8 +84,7 @@ def create_train_state(config: ml_collections.ConfigDict, task: pipeline.Task,
   (``learning_rate``, default ``optim.learning_rate``, on `learning_rate_schedule` over
   ``num_steps``; the optimizer state's structure does not depend on ``num_steps``)."""
   model = create_model(config)
-  params = _init_params(model, task.multiple, len(task.inputs), task.complementary is not None,
-                        key)
+  params = _init_params(model, task.multiple, task.in_channels, task.has_complementary, key)
   return _train_state(config, model, params, learning_rate, num_steps)
 
 
@@ -141,6 +143,11 @@ def train_step(state: TrainState, batch: dict[str, Array], key: Array, *,
   advances, so the data order and dropout keys stay those of an uninterrupted run).
   """
   step_key = jax.random.fold_in(key, state.step)
+  if config.model.variant == 'anyseq':  # each example's missing sequence, drawn for this step
+    modalities = tuple(config.data.modalities)
+    missing = anyseq.draw_missing(step_key, batch['inputs'].shape[0],
+                                  anyseq.missing_probabilities(config, len(modalities)))
+    batch = anyseq.mask(batch, missing, anyseq.complementary_indices(modalities))
   epoch = state.step // steps_per_epoch
   weights = losses.class_weights(class_ratios, config.loss.rep, config.loss.decay_rate, epoch)
   grad_fn = jax.value_and_grad(_loss, has_aux=True)
@@ -286,9 +293,10 @@ def evaluate_loss(step, params, cases, task) -> tuple[dict[str, float], Any]:
   """Validation over ``cases`` with ``step`` (a jitted `eval_step`, made once per run so that
   evaluations do not recompile it): the mean unweighted losses and the mean of `evaluate.score`'s
   cheap figures (PSNR/SSIM of the synthesis, Dice WT/TC/ET; NaN cases left out), all named
-  ``val_*``; also returns the first case's example and outputs."""
+  ``val_*``; also returns the first case's example, outputs and task (for ``anyseq``: with the
+  target that case was scored on)."""
   totals, scores, first = {}, {}, None
-  for example, _ in map(lambda c: pipeline.load_case(c, task), cases):
+  for example, shown in map(lambda c: held_out_example(c, task), cases):
     batch = jax.tree.map(lambda a: a[None], example)
     parts, outputs = step(params, batch)
     for name, value in parts.items():
@@ -297,10 +305,19 @@ def evaluate_loss(step, params, cases, task) -> tuple[dict[str, float], Any]:
     for name, value in evaluate.score(example, outputs).items():
       scores.setdefault(name, []).append(value)
     if first is None:
-      first = (example, outputs)
+      first = (example, outputs, shown)
   totals.update({k: float(np.nanmean(v)) if not np.isnan(v).all() else float('nan')
                  for k, v in scores.items()})
   return {f'val_{k}': v for k, v in totals.items()}, first
+
+
+def held_out_example(case, task: pipeline.Task) -> tuple[dict[str, np.ndarray], pipeline.Task]:
+  """A validation or test case as it is scored, and the task it is scored on: for ``anyseq``
+  without its `anyseq.fixed_missing` sequence, which is then the task's target."""
+  if task.variant != 'anyseq':
+    return pipeline.load_case(case, task)[0], task
+  missing = task.inputs[anyseq.fixed_missing(case.case_id, len(task.inputs))]
+  return anyseq.load_case(case, task, missing)[0], dataclasses.replace(task, target=missing)
 
 
 def _as_predicted(outputs: dict[str, Array], example: dict[str, np.ndarray]):
@@ -315,8 +332,8 @@ def checkpoint_bytes(config: ml_collections.ConfigDict, task: pipeline.Task) -> 
   """Bytes of one checkpoint (parameters and optimizer state), from shapes only: nothing runs."""
   model = create_model(config)
   shapes = jax.eval_shape(lambda key: _train_state(
-      config, model, _initial_params(model, task.multiple, len(task.inputs),
-                                     task.complementary is not None, key), None, 1),
+      config, model, _initial_params(model, task.multiple, task.in_channels,
+                                     task.has_complementary, key), None, 1),
       jax.random.key(0))
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes)
              if hasattr(x, 'dtype'))
@@ -355,6 +372,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   """
   task = pipeline.Task.from_config(config)
   preflight(config, workdir, task)
+  if task.variant == 'anyseq':
+    anyseq.missing_probabilities(config, len(task.inputs))  # refused before anything runs
   manager = checkpoint_manager(workdir, config)
   start_step = manager.latest_step() or 0
   if start_step:
@@ -459,7 +478,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         writer.write_scalars(step + 1, val)
         if first is not None and parallel.is_primary():
           path = os.path.join(workdir, 'montages', f'step_{step + 1:06d}.png')
-          report.montage(first[0], first[1], task, path, title=f'step {step + 1}')
+          report.montage(first[0], first[1], first[2], path, title=f'step {step + 1}')
           writer.write_images(step + 1, {'val_montage': report.read_png(path)[None]})
         save(step + 1, val or None)
       elif (every and (step + 1) % every == 0) or stopping:

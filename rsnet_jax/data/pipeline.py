@@ -43,9 +43,24 @@ class Task:
   crop_shape: tuple[int, ...] | None
   multiple: int  # 2 ** num_levels
 
+  @property
+  def in_channels(self) -> int:
+    """The network's input channels: one per input, and for ``anyseq`` one availability channel
+    per input too."""
+    return len(self.inputs) * (2 if self.variant == 'anyseq' else 1)
+
+  @property
+  def has_complementary(self) -> bool:
+    return self.complementary is not None or self.variant == 'anyseq'
+
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> Task:
+    """For ``anyseq``: no fixed target, every sequence an input (`rsnet_jax.anyseq`)."""
     variant = config.model.variant
+    if variant == 'anyseq':
+      modalities = tuple(config.data.get('modalities', layouts.MODALITIES))
+      return cls(variant, None, modalities, None, config.data.normalization,
+                 tuple(config.data.crop_shape) or None, 2**config.model.num_levels)
     target = None if variant == 'snet' else config.data.target
     modalities = tuple(config.data.get('modalities', layouts.MODALITIES))
     if target is not None and target not in modalities:

@@ -11,7 +11,8 @@ The field of view is always BraTS-sized (240 x 240 x 155 mm); ``shape`` sets the
 small grid means coarse voxels. Deterministic by seed.
 
 CLI: ``python -m rsnet_jax.data.synthetic --out DIR --num-cases N --seed S
-[--layout brats2021|brats2023|brats2015] [--shape X,Y,Z] [--pathology glioma|ms]`` (``brats2015``
+[--layout brats2021|brats2023|brats2015] [--shape X,Y,Z] [--pathology glioma|ms]
+[--drop-one-sequence]`` (``brats2015``
 writes ``.mha`` files in VSD folders and needs SimpleITK: ``pip install 'rsnet_jax[mha]'``; ``ms``
 writes T1, T2, FLAIR and PD with white-matter lesions labelled 1, in the brats2021 naming).
 """
@@ -170,12 +171,14 @@ def _add_tumour(rng, tissue, grid, r, brain_center, brain_radii, noise_sigma) ->
   tissue[(tumour_r < necrosis_frac) & inside_brain] = NECROSIS
 
 
-def write_case(case: Case, case_dir: str, case_id: str, layout: str, vsd_id: int = 0) -> None:
+def write_case(case: Case, case_dir: str, case_id: str, layout: str, vsd_id: int = 0,
+               leave_out: str | None = None) -> None:
   """Writes ``case`` in ``layout`` (images int16, as BraTS ships them): NIfTI files, or for
-  ``brats2015`` ``.mha`` files in ``VSD.Brain*.XX.O.<name>.<vsd_id + i>/`` folders."""
+  ``brats2015`` ``.mha`` files in ``VSD.Brain*.XX.O.<name>.<vsd_id + i>/`` folders; all but the
+  sequence ``leave_out``."""
   os.makedirs(case_dir, exist_ok=True)
   spec = layouts.LAYOUTS[layout]
-  volumes = {m: np.round(img).astype(np.int16) for m, img in case.images.items()}
+  volumes = {m: np.round(img).astype(np.int16) for m, img in case.images.items() if m != leave_out}
   volumes['seg'] = spec.labels_from_brats2021(case.seg)
   for i, (key, data) in enumerate(volumes.items()):
     if layout == 'brats2015':
@@ -189,10 +192,13 @@ def write_case(case: Case, case_dir: str, case_id: str, layout: str, vsd_id: int
 
 def generate_dataset(out_dir: str, num_cases: int, seed: int, layout: str = 'brats2021',
                      shape: tuple[int, int, int] = BRATS_SHAPE,
-                     pathology: str = 'glioma') -> list[str]:
+                     pathology: str = 'glioma', drop_one_sequence: bool = False) -> list[str]:
   """Writes ``num_cases`` cases under ``out_dir``; returns their folders. Case ``i`` uses seed
   ``seed * 100003 + i``, so a dataset is a prefix of any larger one with the same seed. MS cases
-  (``pathology='ms'``) are written in the ``brats2021`` naming, with ``<case>_pd.nii.gz``."""
+  (``pathology='ms'``) are written in the ``brats2021`` naming, with ``<case>_pd.nii.gz``.
+
+  ``drop_one_sequence``: each case lacks one sequence, drawn uniformly from that seed, as in the
+  BraSyn challenge's validation set (the segmentation stays, for scoring)."""
   if pathology == 'ms' and layout != 'brats2021':
     raise UserError(f"synthetic MS cases are written in the brats2021 layout, not {layout!r}")
   names = {'brats2021': 'BraTS2021_{:05d}', 'brats2023': 'BraTS-GLI-{:05d}-000',
@@ -201,8 +207,11 @@ def generate_dataset(out_dir: str, num_cases: int, seed: int, layout: str = 'bra
   for i in range(num_cases):
     case_id = names[layout].format(i) if pathology == 'glioma' else f'MS_{i:05d}'
     case_dir = os.path.join(out_dir, case_id)
-    write_case(generate_case(seed * 100003 + i, shape, pathology), case_dir, case_id, layout,
-               vsd_id=50000 + 5 * i)
+    case = generate_case(seed * 100003 + i, shape, pathology)
+    leave_out = None
+    if drop_one_sequence:
+      leave_out = PATHOLOGIES[pathology][np.random.default_rng([seed, i, 1]).integers(4)]
+    write_case(case, case_dir, case_id, layout, vsd_id=50000 + 5 * i, leave_out=leave_out)
     dirs.append(case_dir)
   return dirs
 
@@ -224,10 +233,12 @@ def main(argv: list[str] | None = None) -> None:
                       help='voxel grid X,Y,Z (default 240,240,155 = BraTS at 1 mm; for ms '
                       '180,216,60 = 1 x 1 x 3 mm)')
   parser.add_argument('--pathology', choices=sorted(PATHOLOGIES), default='glioma')
+  parser.add_argument('--drop-one-sequence', action='store_true',
+                      help='leave one sequence out of each case, at random (BraSyn validation)')
   args = parser.parse_args(argv)
   shape = args.shape or (BRATS_SHAPE if args.pathology == 'glioma' else MS_SHAPE)
   for d in generate_dataset(args.out, args.num_cases, args.seed, args.layout, shape,
-                            args.pathology):
+                            args.pathology, args.drop_one_sequence):
     print(d)
 
 
