@@ -42,6 +42,7 @@ import jax
 import ml_collections
 import numpy as np
 
+from rsnet_jax import anyseq
 from rsnet_jax import compile_options
 from rsnet_jax import evaluate
 from rsnet_jax import files
@@ -56,6 +57,7 @@ from rsnet_jax.data import preprocess
 from rsnet_jax.errors import UserError
 
 NAMES = {'t1': 'T1', 't2': 'T2', 'flair': 'FLAIR', 't1ce': 'T1ce'}
+VARIANT_NAMES = {'rsnet': 'RS-Net', 'rnet': 'R-Net', 'snet': 'S-Net', 'anyseq': 'anyseq'}
 PAPER_ORDER = ('t1', 't2', 'flair', 't1ce')  # the columns of Tables II-IV
 DICE = (('DE', 'dice_ET'), ('DT', 'dice_WT'), ('DC', 'dice_TC'))
 
@@ -105,15 +107,16 @@ def _segmentation_scores(truth: np.ndarray, probabilities: np.ndarray,
 
 
 def _label(variant: str, target: str) -> str:
-  return f'{target} {"RS-Net" if variant == "rsnet" else "R-Net"}'
+  return f'{target} {VARIANT_NAMES[variant]}'
 
 
 def swap_outputs(case, snet: Model, synthesizers: dict[tuple[str, str], Model]):
   """The swap protocol on one case. Returns ``(truth, spacing, rows)``: the class indices ``[X, Y,
   Z]`` and voxel size (mm) of the case's whole canonical grid, and per row (``'real'``, ``'<t>
-  RS-Net'``, ``'<t> R-Net'``: the S-Net with real inputs or with ``t`` swapped for that synthesis;
-  ``'<t> RS-Net segmentation'``: the RS-Net's own head) ``(probabilities [X, Y, Z, C], quality)``,
-  where quality holds PSNR/SSIM of the synthesis over the brain."""
+  RS-Net'``, ``'<t> R-Net'``, ``'<t> anyseq'``: the S-Net with real inputs or with ``t`` swapped for
+  that synthesis; ``'<t> RS-Net segmentation'``, ``'<t> anyseq segmentation'``: the model's own
+  head) ``(probabilities [X, Y, Z, C], quality)``, where quality holds PSNR/SSIM of the synthesis
+  over the brain and in the tumour (`metrics.synthesis_metrics`)."""
   example, meta = snet.load(case)
   rows = {'real': (_full(snet(example)['probabilities'], meta), {})}
   for (variant, t), model in synthesizers.items():
@@ -121,15 +124,15 @@ def swap_outputs(case, snet: Model, synthesizers: dict[tuple[str, str], Model]):
     out = model(own)
     brain = own['brain'] > 0
     synthesis = out['synthesis'][..., 0]
-    quality = {'psnr_brain': metrics.psnr(own['target'][..., 0], synthesis, brain),
-               'ssim_brain': metrics.ssim_global(own['target'][..., 0], synthesis, brain)}
+    quality = metrics.synthesis_metrics(own['target'][..., 0], synthesis, brain,
+                                        brain & (own['labels'] > 0))
     swapped = dict(example, inputs=example['inputs'].copy())
     on_snet_grid = preprocess.extract(_full(synthesis, own_meta), meta.starts,
                                       example['brain'].shape)
     swapped['inputs'][..., snet.task.inputs.index(t)] = on_snet_grid * example['brain']
     rows[_label(variant, t)] = (_full(snet(swapped)['probabilities'], meta), quality)
-    if variant == 'rsnet':
-      rows[f'{t} RS-Net segmentation'] = (_full(out['probabilities'], own_meta), {})
+    if 'probabilities' in out:
+      rows[f'{_label(variant, t)} segmentation'] = (_full(out['probabilities'], own_meta), {})
   return _full(example['labels'], meta), orientation.spacing(meta.affine), rows
 
 
@@ -138,17 +141,98 @@ def held_out(splits: dict[str, list]) -> tuple[str, list]:
   return name, splits[name]
 
 
-def _protocol_models(config: ml_collections.ConfigDict, workdir: str):
-  """The S-Net and the RS-Net/R-Net per target of a swap protocol, trained or resumed, with the
-  splits they share."""
+def _protocol_models(config: ml_collections.ConfigDict, workdir: str,
+                     variants: tuple[str, ...] = ('rsnet', 'rnet')):
+  """The S-Net and a model of each of ``variants`` per target of a swap protocol, trained or
+  resumed, with the splits they share."""
   targets = tuple(config.experiment.targets)
   snet_config = model_config(config, 'snet', targets[0])
   splits = pipeline.dataset_splits(snet_config, workdir, pipeline.Task.from_config(snet_config))
   snet = Model(snet_config, os.path.join(workdir, 'snet'), splits)
   synthesizers = {(variant, t): Model(model_config(config, variant, t),
                                       os.path.join(workdir, f'{variant}_{t}'), splits)
-                  for t in targets for variant in ('rsnet', 'rnet')}
+                  for t in targets for variant in variants}
   return snet, synthesizers, splits
+
+
+class WithoutSequence:
+  """An ``anyseq`` `Model` asked to synthesize ``missing``: loads each case without it."""
+
+  def __init__(self, model: Model, missing: str):
+    self.model, self.missing, self.task = model, missing, model.task
+
+  def load(self, case) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:
+    return anyseq.load_case(case, self.task, self.missing)
+
+  def __call__(self, example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return self.model(example)
+
+
+ANYSEQ_COLUMNS = (('psnr_brain', 'PSNR brain (dB)'), ('ssim_brain', 'SSIM brain'),
+                  ('psnr_tumour', 'PSNR tumour (dB)'), ('ssim_tumour', 'SSIM tumour'),
+                  ('dice_WT', 'S-Net Dice WT'), ('dice_TC', 'S-Net Dice TC'),
+                  ('dice_ET', 'S-Net Dice ET'))
+
+
+def run_anyseq(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """One ``anyseq`` model against a per-target RS-Net for each of ``experiment.targets``, every
+  model trained on the same split for the same steps, with an S-Net on all four real sequences
+  for the swap protocol. Per target, on the held-out cases: PSNR/SSIM of each synthesis (brain,
+  tumour), the S-Net's Dice with the target swapped for it and the model's own segmentation Dice;
+  writes ``anyseq.md`` (the table, then each figure where the one model is worse than the four),
+  ``anyseq.json`` (per case) and ``anyseq.png``. Returns the summary ``{row: {metric: {'mean',
+  'std'}}}``."""
+  targets = tuple(config.experiment.targets)
+  snet, synthesizers, splits = _protocol_models(config, workdir, ('rsnet',))
+  one = Model(model_config(config, 'anyseq', targets[0]), os.path.join(workdir, 'anyseq'), splits)
+  synthesizers.update({('anyseq', t): WithoutSequence(one, t) for t in targets})
+  split_name, cases = held_out(splits)
+  per_case = {}
+  for i, case in enumerate(cases):
+    logging.info('anyseq comparison: case %d/%d %s', i + 1, len(cases), case.case_id)
+    truth, spacing, rows = swap_outputs(case, snet, synthesizers)
+    per_case[case.case_id] = {row: dict(quality, **_segmentation_scores(truth, prob, spacing))
+                              for row, (prob, quality) in rows.items()}
+  summary = _summarize(per_case)
+  files.write_json(os.path.join(workdir, 'anyseq.json'), {
+      'split': split_name, 'cases': len(cases), 'summary': summary, 'per_case': per_case})
+  files.write_text(os.path.join(workdir, 'anyseq.md'),
+                   _anyseq_table(summary, targets, split_name, len(cases)))
+  report.grouped_bars({_label(v, t): summary[_label(v, t)] for t in targets
+                       for v in ('rsnet', 'anyseq')},
+                      ['psnr_brain', 'psnr_tumour'], ['PSNR brain (dB)', 'PSNR tumour (dB)'],
+                      os.path.join(workdir, 'anyseq.png'),
+                      f'four RS-Nets vs one anyseq model ({split_name} split, {len(cases)} cases)')
+  return summary
+
+
+def _anyseq_table(summary: dict, targets: tuple[str, ...], split: str, n: int) -> str:
+  """The comparison as Markdown: a row per target and model, then where anyseq is worse."""
+  fmt = lambda stats: f'{stats["mean"]:.3f} +- {stats["std"]:.3f}'
+  head = ['missing', 'model'] + [label for _, label in ANYSEQ_COLUMNS] + ['own Dice WT', 'TC', 'ET']
+  real = summary['real']
+  lines = [f'One anyseq model vs one RS-Net per target ({split} split, {n} cases, mean +- std). '
+           'S-Net Dice: the S-Net trained on all four real sequences, run with the missing one '
+           f'swapped for the synthesis (all real: WT {fmt(real["dice_WT"])}, TC '
+           f'{fmt(real["dice_TC"])}, ET {fmt(real["dice_ET"])}); own Dice: the model\'s '
+           'segmentation head.', '', '| ' + ' | '.join(head) + ' |', '|---' * len(head) + '|']
+  worse = []
+  for t in targets:
+    rows = {v: summary[_label(v, t)] for v in ('rsnet', 'anyseq')}
+    own = {v: summary.get(f'{_label(v, t)} segmentation', {}) for v in rows}
+    for v, stats in rows.items():
+      cells = [fmt(stats[k]) if k in stats else '-' for k, _ in ANYSEQ_COLUMNS]
+      cells += [fmt(own[v][k]) if k in own[v] else '-' for k in ('dice_WT', 'dice_TC', 'dice_ET')]
+      lines.append(f'| {NAMES[t]} | {VARIANT_NAMES[v]} | ' + ' | '.join(cells) + ' |')
+    pairs = [(label, rows['anyseq'].get(k), rows['rsnet'].get(k)) for k, label in ANYSEQ_COLUMNS]
+    pairs += [(f'own Dice {k[5:]}', own['anyseq'].get(k), own['rsnet'].get(k))
+              for k in ('dice_WT', 'dice_TC', 'dice_ET')]
+    worse += [f'- {NAMES[t]}, {label}: anyseq {a["mean"]:.3f}, RS-Net {b["mean"]:.3f} '
+              f'({a["mean"] - b["mean"]:+.3f})'
+              for label, a, b in pairs if a and b and a['mean'] < b['mean']]
+  lines += ['', 'Where the one anyseq model is worse than the per-target RS-Net (means):']
+  lines += worse or ['- nowhere']
+  return '\n'.join(lines) + '\n'
 
 
 def run_swap(config: ml_collections.ConfigDict, workdir: str) -> dict:
@@ -324,7 +408,6 @@ def run_crossval(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return summary
 
 
-VARIANT_NAMES = {'rsnet': 'RS-Net', 'rnet': 'R-Net', 'snet': 'S-Net'}
 CURVES = (('train_loss', 'train loss (eq. 4, as weighted in training)'),
           ('val_wcce', 'validation CCE (unweighted)'), ('val_wmse', 'validation MSE (unweighted)'),
           ('val_dice_WT', 'validation Dice WT'), ('val_dice_TC', 'validation Dice TC'),
@@ -397,7 +480,7 @@ def run_convergence(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
 
 RUNNERS = {'swap': run_swap, 'crossval': run_crossval, 'lesions': run_lesions,
-           'convergence': run_convergence}
+           'convergence': run_convergence, 'anyseq': run_anyseq}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -132,3 +132,25 @@ def test_convergence_study_end_to_end(tmp_path):
   table = (workdir / 'convergence.md').read_text()
   assert '| RS-Net |' in table and '| R-Net | - | - | - |' in table
   assert "S-Net's Dice (WT): RS-Net" in table and 'in the tumour (PSNR, dB): RS-Net' in table
+
+
+@pytest.mark.slow
+def test_anyseq_comparison_end_to_end(tmp_path):
+  workdir = _experiment(tmp_path, 'anyseq', *FOUR_CASES, "--config.experiment.targets=('flair',)")
+  assert {'snet', 'anyseq', 'rsnet_flair', 'anyseq.md', 'anyseq.json',
+          'anyseq.png'} <= set(os.listdir(workdir))
+  record = json.loads((workdir / 'anyseq.json').read_text())
+  assert record['split'] == 'test' and record['cases'] == 1
+  assert set(record['summary']) == {'real'} | {f'flair {m}{s}' for m in ('RS-Net', 'anyseq')
+                                               for s in ('', ' segmentation')}
+  (case,) = record['per_case'].values()
+  assert case['flair anyseq']['psnr_brain'] > 0 and 0 <= case['flair anyseq']['dice_WT'] <= 1
+  assert 'ssim_tumour' in case['flair anyseq']
+  # the anyseq model trained as many steps as each RS-Net
+  steps = {m: sorted(int(s) for s in os.listdir(workdir / m / 'checkpoints') if s.isdigit())[-1]
+           for m in ('anyseq', 'rsnet_flair')}
+  assert steps['anyseq'] == steps['rsnet_flair'] > 0
+  table = (workdir / 'anyseq.md').read_text()
+  rows = [l for l in table.splitlines() if l.startswith('| ')]
+  assert len(rows) == 1 + 2 and rows[-1].startswith('| FLAIR | anyseq |')
+  assert 'Where the one anyseq model is worse than the per-target RS-Net' in table
