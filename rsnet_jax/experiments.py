@@ -136,6 +136,19 @@ def swap_outputs(case, snet: Model, synthesizers: dict[tuple[str, str], Model]):
   return _full(example['labels'], meta), orientation.spacing(meta.affine), rows
 
 
+def _swap_scores(cases: list, snet: Model, synthesizers: dict,
+                 what: str) -> tuple[dict, dict]:
+  """`swap_outputs` of each case, scored (synthesis quality, Dice, HD95): ``(per_case,
+  summary)``, per case and over the cases ``{row: {metric: ...}}``."""
+  per_case = {}
+  for i, case in enumerate(cases):
+    logging.info('%s: case %d/%d %s', what, i + 1, len(cases), case.case_id)
+    truth, spacing, rows = swap_outputs(case, snet, synthesizers)
+    per_case[case.case_id] = {row: dict(quality, **_segmentation_scores(truth, prob, spacing))
+                              for row, (prob, quality) in rows.items()}
+  return per_case, _summarize(per_case)
+
+
 def held_out(splits: dict[str, list]) -> tuple[str, list]:
   name = 'test' if splits['test'] else 'val'
   return name, splits[name]
@@ -187,13 +200,7 @@ def run_anyseq(config: ml_collections.ConfigDict, workdir: str) -> dict:
   one = Model(model_config(config, 'anyseq', targets[0]), os.path.join(workdir, 'anyseq'), splits)
   synthesizers.update({('anyseq', t): WithoutSequence(one, t) for t in targets})
   split_name, cases = held_out(splits)
-  per_case = {}
-  for i, case in enumerate(cases):
-    logging.info('anyseq comparison: case %d/%d %s', i + 1, len(cases), case.case_id)
-    truth, spacing, rows = swap_outputs(case, snet, synthesizers)
-    per_case[case.case_id] = {row: dict(quality, **_segmentation_scores(truth, prob, spacing))
-                              for row, (prob, quality) in rows.items()}
-  summary = _summarize(per_case)
+  per_case, summary = _swap_scores(cases, snet, synthesizers, 'anyseq comparison')
   files.write_json(os.path.join(workdir, 'anyseq.json'), {
       'split': split_name, 'cases': len(cases), 'summary': summary, 'per_case': per_case})
   files.write_text(os.path.join(workdir, 'anyseq.md'),
@@ -240,13 +247,7 @@ def run_swap(config: ml_collections.ConfigDict, workdir: str) -> dict:
   targets = tuple(config.experiment.targets)
   snet, synthesizers, splits = _protocol_models(config, workdir)
   split_name, cases = held_out(splits)
-  per_case = {}
-  for i, case in enumerate(cases):
-    logging.info('swap protocol: case %d/%d %s', i + 1, len(cases), case.case_id)
-    truth, spacing, rows = swap_outputs(case, snet, synthesizers)
-    per_case[case.case_id] = {row: dict(quality, **_segmentation_scores(truth, prob, spacing))
-                              for row, (prob, quality) in rows.items()}
-  summary = _summarize(per_case)
+  per_case, summary = _swap_scores(cases, snet, synthesizers, 'swap protocol')
   files.write_json(os.path.join(workdir, 'swap.json'), {
       'split': split_name, 'cases': len(cases), 'summary': summary, 'per_case': per_case})
   order = [t for t in PAPER_ORDER if t in targets]
