@@ -62,7 +62,8 @@ def mask(batch: dict[str, Array], missing: Array, complementary: np.ndarray) -> 
 
   Returns:
     ``batch`` with ``inputs [B, D, H, W, 2 M]`` (masked sequences, availability),
-    ``complementary [B, D, H, W, 1]`` and ``target [B, D, H, W, 1]`` (the missing sequence as given).
+    ``complementary [B, D, H, W, 1]`` and ``target [B, D, H, W, 1]`` (the missing sequence as
+    given).
   """
   x = jnp.asarray(batch['inputs'])
   num = x.shape[-1]

@@ -197,8 +197,9 @@ def generate_dataset(out_dir: str, num_cases: int, seed: int, layout: str = 'bra
   ``seed * 100003 + i``, so a dataset is a prefix of any larger one with the same seed. MS cases
   (``pathology='ms'``) are written in the ``brats2021`` naming, with ``<case>_pd.nii.gz``.
 
-  ``drop_one_sequence``: each case lacks one sequence, drawn uniformly from that seed, as in the
-  BraSyn challenge's validation set (the segmentation stays, for scoring)."""
+  ``drop_one_sequence``: each case lacks one sequence, as in the BraSyn challenge's validation set
+  (the segmentation stays, for scoring): a seeded random order of the four per four consecutive
+  cases, so that each is missing equally often."""
   if pathology == 'ms' and layout != 'brats2021':
     raise UserError(f"synthetic MS cases are written in the brats2021 layout, not {layout!r}")
   names = {'brats2021': 'BraTS2021_{:05d}', 'brats2023': 'BraTS-GLI-{:05d}-000',
@@ -209,8 +210,9 @@ def generate_dataset(out_dir: str, num_cases: int, seed: int, layout: str = 'bra
     case_dir = os.path.join(out_dir, case_id)
     case = generate_case(seed * 100003 + i, shape, pathology)
     leave_out = None
-    if drop_one_sequence:
-      leave_out = PATHOLOGIES[pathology][np.random.default_rng([seed, i, 1]).integers(4)]
+    if drop_one_sequence:  # a seeded order per four cases: each sequence missing equally often
+      order = np.random.default_rng([seed, i // 4, 1]).permutation(4)
+      leave_out = PATHOLOGIES[pathology][order[i % 4]]
     write_case(case, case_dir, case_id, layout, vsd_id=50000 + 5 * i, leave_out=leave_out)
     dirs.append(case_dir)
   return dirs
