@@ -93,10 +93,13 @@ def missing_in(case: layouts.CaseFiles, modalities: tuple[str, ...]) -> str | No
   return absent[0] if absent else None
 
 
-def load_case(case: layouts.CaseFiles, task: pipeline.Task, missing: str,
+def load_case(case: layouts.CaseFiles, task: pipeline.Task, missing: str | None,
               references: bool = True) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:
   """`pipeline.load_case` of ``case`` with ``missing`` absent (whether or not its file exists):
-  the network's inputs (`mask`), and the ``target`` when the file exists and ``references``."""
+  the network's inputs (`mask`), and the ``target`` when the file exists and ``references``.
+  ``missing=None`` (every task but ``anyseq``): the case as `pipeline.load_case` reads it."""
+  if missing is None:
+    return pipeline.load_case(case, task, references)
   index = task.inputs.index(missing)
   present = tuple(m for m in task.inputs if m != missing)
   with_target = references and missing in case.files

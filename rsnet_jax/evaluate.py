@@ -59,8 +59,7 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
                compiler_options=compile_options.for_backend())
   per_case = {}
   for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):
-    example, meta = (pipeline.load_case(case, task) if missing is None else
-                     anyseq.load_case(case, task, missing))
+    example, meta = anyseq.load_case(case, task, missing)
     out = predict.predict_example(fn, params, example)
     per_case[case.case_id] = score(example, out, orientation.spacing(meta.affine))
   return report.write_tables(per_case, out_dir, name)

@@ -166,6 +166,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
     logging.warning('removed %d partial file(s) an interrupted run left in %s', len(stale), out_dir)
   fn = memory.MCForward(config, apply_fn, config.predict.num_mc_samples)
   window = window_shape(config, task)
+  version = manifest.code_version()  # git subprocesses: once per run
   written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []
   for case in tqdm.tqdm(cases, desc='predict', unit='case'):
     case_dir = os.path.join(out_dir, case.case_id)
@@ -180,8 +181,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
       skipped.append(case.case_id)
       continue
     try:
-      example, meta = (pipeline.load_case(case, task, references=False) if missing is None else
-                       anyseq.load_case(case, task, missing, references=False))
+      example, meta = anyseq.load_case(case, task, missing, references=False)
     except UserError as e:  # e.g. a file changed since validation: the other cases go on
       problems.extend(e.problems)
       unreadable.append(case.case_id)
@@ -189,10 +189,10 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
     inputs[case.case_id] = [case.files[k] for k in task.inputs if k in case.files]
     predicted = predict_example(fn, params, example, case_key(key, case.case_id), window,
                                 config.predict.get('window_overlap', 0.5))
+    desc = description(config, case_task, version)
     for name, path in paths.items():
       volume = output_volume(predicted, name, case.layout, meta)
-      nifti.save(path, volume, meta.affine, f'{description(config, case_task)} {name}',
-                 like=meta.header)
+      nifti.save(path, volume, meta.affine, f'{desc} {name}', like=meta.header)
       written.append(path)
     outputs[case.case_id] = list(paths.values())
   manifest.record_run(out_dir, config, inputs, outputs, skipped,
@@ -217,10 +217,11 @@ def _case_task(case: layouts.CaseFiles, task: pipeline.Task) -> tuple[pipeline.T
   return dataclasses.replace(task, target=missing), missing or task.inputs[0]
 
 
-def description(config: ml_collections.ConfigDict, task: pipeline.Task) -> str:
+def description(config: ml_collections.ConfigDict, task: pipeline.Task,
+                version: dict[str, str]) -> str:
   """What made an output, for its NIfTI ``descrip`` field (79 characters are kept), e.g.
-  ``rsnet_jax 0.1.0 git 84b4e27 rsnet k=4 flair<-t1,t1ce,t2 MC20``."""
-  version = manifest.code_version()
+  ``rsnet_jax 0.1.0 git 84b4e27 rsnet k=4 flair<-t1,t1ce,t2 MC20``; ``version`` is
+  `manifest.code_version`'s."""
   commit = version.get('git', '')
   git = f' git {commit[:7]}{"+dirty" if commit.endswith("+dirty") else ""}' if commit else ''
   made = f'{task.target}<-' if task.target else 'seg<-'

@@ -57,12 +57,11 @@ class Task:
   def from_config(cls, config: ml_collections.ConfigDict) -> Task:
     """For ``anyseq``: no fixed target, every sequence an input (`rsnet_jax.anyseq`)."""
     variant = config.model.variant
-    if variant == 'anyseq':
-      modalities = tuple(config.data.get('modalities', layouts.MODALITIES))
-      return cls(variant, None, modalities, None, config.data.normalization,
-                 tuple(config.data.crop_shape) or None, 2**config.model.num_levels)
-    target = None if variant == 'snet' else config.data.target
     modalities = tuple(config.data.get('modalities', layouts.MODALITIES))
+    crop, multiple = tuple(config.data.crop_shape) or None, 2**config.model.num_levels
+    if variant == 'anyseq':
+      return cls(variant, None, modalities, None, config.data.normalization, crop, multiple)
+    target = None if variant == 'snet' else config.data.target
     if target is not None and target not in modalities:
       raise UserError(f'data.target must be one of data.modalities {modalities}, got {target!r}')
     inputs = tuple(config.data.inputs) or tuple(m for m in modalities if m != target)
@@ -73,9 +72,7 @@ class Task:
       complementary = config.data.complementary or DEFAULT_COMPLEMENTARY[target]
       if complementary not in inputs:
         raise UserError(f'data.complementary {complementary!r} must be one of the inputs {inputs}')
-    crop = tuple(config.data.crop_shape) or None
-    return cls(variant, target, inputs, complementary, config.data.normalization, crop,
-               2**config.model.num_levels)
+    return cls(variant, target, inputs, complementary, config.data.normalization, crop, multiple)
 
   def required_files(self, with_target: bool = True, with_seg: bool = True) -> tuple[str, ...]:
     keys = list(self.inputs)
