@@ -26,6 +26,7 @@ the CPU). ``--forward`` times one forward pass with dropout on (one MC sample; t
 import argparse
 import json
 import os
+import re
 import resource
 import statistics
 import subprocess
@@ -126,7 +127,7 @@ def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | 
   if profile:
     with jax.profiler.trace(profile):
       one()
-    result['profile'] = profile_summary(profile)
+    result['profile'] = profile_summary(profile, compiled.as_text())
   stats = jax.devices()[0].memory_stats() or {}  # GPU/TPU: the allocator's peak
   if 'peak_bytes_in_use' in stats:
     result['peak_device_gib'] = stats['peak_bytes_in_use'] / 2**30
@@ -144,12 +145,14 @@ def _jax_matmul_gflops(n: int = 4096) -> float:
   return 2 * n**3 / best / 1e9
 
 
-def profile_summary(directory: str) -> dict[str, float]:
-  """CPU-seconds of the traced step per kind of XLA op, summed over XLA's CPU threads."""
+def profile_summary(directory: str, hlo: str) -> dict[str, float]:
+  """CPU-seconds of the traced step per kind of XLA op (`_op_kinds` of the compiled ``hlo``),
+  summed over XLA's CPU threads."""
   from jax.profiler import ProfileData  # pylint: disable=g-import-not-at-top
   paths = [os.path.join(root, f) for root, _, files in os.walk(directory) for f in files
            if f.endswith('.xplane.pb')]
   data = ProfileData.from_file(max(paths, key=os.path.getmtime))
+  kinds = _op_kinds(hlo)
   totals: dict[str, float] = {}
   for plane in data.planes:
     for line in plane.lines:
@@ -158,18 +161,45 @@ def profile_summary(directory: str) -> dict[str, float]:
       for event in line.events:
         if event.name.startswith(('ThunkExecutor', 'end: ', 'ThreadpoolListener')):
           continue  # containers and markers, not ops
-        kind = _op_kind(event.name)
+        kind = kinds.get(event.name, 'other ops')
         totals[kind] = totals.get(kind, 0.0) + event.duration_ns / 1e9
   return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
 
 
-def _op_kind(name: str) -> str:
-  name = name.split('.')[0]
-  if name in ('convolution', 'conv_general_dilated'):
-    return 'convolutions'
-  if name.endswith('fusion'):
-    return 'fused elementwise ops (relu, norm, Adam, loss, layout copies)'
-  return 'other ops'
+def _op_kinds(hlo: str) -> dict[str, str]:
+  """Kind of each instruction of a compiled HLO module's text, by name. A convolution (alone, or
+  inside a fusion: XLA:CPU hands most of them to its YNNPACK fusions) is a kernel gradient when its
+  window is not the network's 3 or 1 wide (a kernel's gradient is a conv whose window is the whole
+  input and whose output is the kernel), else a forward or input-gradient conv; layout transposes
+  and other fusions by name."""
+  bodies, current = {}, None
+  for line in hlo.splitlines():
+    if line and not line.startswith(' ') and line.rstrip().endswith('{'):
+      current = line.split()[1 if line.startswith('ENTRY') else 0].lstrip('%')
+      bodies[current] = []
+    elif current:
+      bodies[current].append(line)
+  kinds = {}
+  for line in hlo.splitlines():
+    m = re.match(r'\s*(?:ROOT )?%?([\w.\-]+) = \S+ (\w[\w\-]*)\(', line)
+    if not m:
+      continue
+    name, op = m.groups()
+    conv = line if op == 'convolution' else None
+    if op == 'fusion':
+      called = re.search(r'calls=%?([\w.\-]+)', line)
+      conv = next((l for l in bodies.get(called.group(1) if called else '', [])
+                   if ' convolution(' in l), None)
+    if conv:
+      window = re.search(r'window=\{size=([\dx]+)', conv)
+      whole = window and any(int(n) not in (1, 3) for n in window.group(1).split('x'))
+      kinds[name] = ('convolutions: kernel gradients' if whole else
+                     'convolutions: forward and input gradients')
+    elif 'transpose' in name:
+      kinds[name] = 'layout transposes'
+    elif op == 'fusion':
+      kinds[name] = 'fused elementwise ops (relu, norm, dropout, Adam, loss, taps)'
+  return kinds
 
 
 def run_torch(shape, steps: int, warmup: int = 1, forward: bool = False) -> dict:

@@ -79,7 +79,7 @@ class Model:
     self.task = pipeline.Task.from_config(config)
     os.makedirs(workdir, exist_ok=True)
     train.train_and_evaluate(config, workdir, splits)
-    state = train.create_train_state(config, self.task, jax.random.key(config.seed))
+    state = train.abstract_train_state(config, self.task)
     state, _ = train.restore_params(workdir, config, state, 'best')
     self.params = state.params
     self._fn = jax.jit(functools.partial(predict.forward, apply_fn=state.apply_fn,

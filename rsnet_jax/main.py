@@ -69,7 +69,7 @@ EXIT_USER_ERROR = 2
 
 def _restored_state(config, workdir, task):
   """The checkpoint, restored by every process together, as host arrays (process 0 uses them)."""
-  state = train.create_train_state(config, task, jax.random.key(config.seed))
+  state = train.abstract_train_state(config, task)
   state, step = train.restore_params(workdir, config, state, config.predict.checkpoint)
   if parallel.is_primary():
     print(f'restored the {config.predict.checkpoint} checkpoint: step {step}')

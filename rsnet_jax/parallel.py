@@ -14,6 +14,7 @@ from typing import Any
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
@@ -92,6 +93,18 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
   return jax.tree.map(put, tree)
+
+
+def replicated_like(tree: Any, mesh: Mesh) -> Any:
+  """``jax.ShapeDtypeStruct`` leaves of ``tree``'s shapes and dtypes, replicated over ``mesh``: a
+  target to restore a checkpoint into, with nothing computed or copied."""
+  sharding = replicated(mesh)
+
+  def like(x):
+    x = x if hasattr(x, 'dtype') else jnp.asarray(x)  # a Python scalar, e.g. a new state's step 0
+    return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding)
+
+  return jax.tree.map(like, tree)
 
 
 def global_batch(local: Any, mesh: Mesh) -> Any:

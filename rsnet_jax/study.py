@@ -77,7 +77,7 @@ def load_model(workdir: str) -> tuple[pipeline.Task, train.TrainState]:
   task = pipeline.Task.from_config(config)
   if task.target is None:
     raise UserError(f'{path}: an S-Net synthesizes nothing; give synthesis models only')
-  state = train.create_train_state(config, task, jax.random.key(config.seed))
+  state = train.abstract_train_state(config, task)
   state, _ = train.restore_params(workdir, config, state, config.predict.checkpoint)
   return task, state
 

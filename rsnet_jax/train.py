@@ -88,6 +88,14 @@ def create_train_state(config: ml_collections.ConfigDict, task: pipeline.Task,
   return _train_state(config, model, params, learning_rate, num_steps)
 
 
+def abstract_train_state(config: ml_collections.ConfigDict, task: pipeline.Task) -> TrainState:
+  """`create_train_state`'s structure, shapes and dtypes (``jax.ShapeDtypeStruct`` leaves), with
+  nothing initialised or compiled: the target to restore a checkpoint into."""
+  model = create_model(config)
+  return jax.eval_shape(lambda key: _train_state(config, model, _initial_params(
+      model, task.multiple, task.in_channels, task.has_complementary, key)), jax.random.key(0))
+
+
 def _initial_params(model: models.RSNet, multiple: int, in_channels: int, complementary: bool,
                     key: Array) -> Any:
   size = (1,) + (multiple,) * 3
@@ -104,7 +112,7 @@ _init_params = jax.jit(_initial_params, static_argnums=(0, 1, 2, 3),
 
 
 def _train_state(config: ml_collections.ConfigDict, model: models.RSNet, params: Any,
-                 learning_rate: float | None, num_steps: int) -> TrainState:
+                 learning_rate: float | None = None, num_steps: int = 1) -> TrainState:
   learning_rate = config.optim.learning_rate if learning_rate is None else learning_rate
   tx = optax.adam(learning_rate_schedule(config, learning_rate, num_steps), b1=config.optim.b1,
                   b2=config.optim.b2, eps=config.optim.eps)
@@ -265,12 +273,12 @@ def restore_checkpoint(manager: ocp.CheckpointManager, target: TrainState,
 def restore_params(workdir: str, config: ml_collections.ConfigDict, state: TrainState,
                    which: str = 'best') -> tuple[TrainState, int]:
   """Restores the ``'best'`` (by validation loss) or ``'latest'`` checkpoint of ``workdir`` into
-  host arrays shaped like ``state``, falling back to the next one where a checkpoint does not
-  restore (`restore_checkpoint`). Every process of a multi-process run must call it (Orbax
-  restores collectively onto the data mesh)."""
-  manager = checkpoint_manager(workdir, config)
-  target = parallel.replicate(state, parallel.data_mesh())
-  state, step = restore_checkpoint(manager, target, which)
+  host arrays shaped like ``state`` (a state, or `abstract_train_state`'s shapes), falling back to
+  the next one where a checkpoint does not restore (`restore_checkpoint`). Every process of a
+  multi-process run must call it (Orbax restores collectively onto the data mesh)."""
+  target = parallel.replicated_like(state, parallel.data_mesh())
+  with checkpoint_manager(workdir, config) as manager:
+    state, step = restore_checkpoint(manager, target, which)
   if step is None:
     raise UserError(f'{os.path.join(workdir, "checkpoints")}: no checkpoint to restore; train first')
   return jax.device_get(state), step
@@ -330,11 +338,7 @@ def _as_predicted(outputs: dict[str, Array], example: dict[str, np.ndarray]):
 
 def checkpoint_bytes(config: ml_collections.ConfigDict, task: pipeline.Task) -> int:
   """Bytes of one checkpoint (parameters and optimizer state), from shapes only: nothing runs."""
-  model = create_model(config)
-  shapes = jax.eval_shape(lambda key: _train_state(
-      config, model, _initial_params(model, task.multiple, task.in_channels,
-                                     task.has_complementary, key), None, 1),
-      jax.random.key(0))
+  shapes = abstract_train_state(config, task)
   return sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(shapes)
              if hasattr(x, 'dtype'))
 
@@ -490,6 +494,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                    manager.directory)
   profile.stop()
   manager.wait_until_finished()
+  manager.close()
   writer.close()
   return state
 

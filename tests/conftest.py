@@ -72,3 +72,17 @@ def tiny_dataset(tmp_path_factory):
 def pytest_unconfigure(config):  # pylint: disable=unused-argument
   if _CACHE_MADE_HERE:
     shutil.rmtree(_CACHE_MADE_HERE, ignore_errors=True)
+
+
+def pytest_configure(config):
+  # pytest-xdist's default hands each worker a block of consecutive tests at the start; with the
+  # slow tests first (below) one worker would get all of them. Two at a time, the workers share
+  # them out as they finish.
+  if config.pluginmanager.hasplugin('xdist') and config.getoption('maxschedchunk') is None:
+    config.option.maxschedchunk = 2
+
+
+def pytest_collection_modifyitems(items):
+  """The slow end-to-end tests first (in file order), then the rest: under pytest-xdist the short
+  tests then fill the gaps between the long ones instead of a long one running alone at the end."""
+  items.sort(key=lambda item: item.get_closest_marker('slow') is None)
