@@ -92,8 +92,11 @@ def abstract_train_state(config: ml_collections.ConfigDict, task: pipeline.Task)
   """`create_train_state`'s structure, shapes and dtypes (``jax.ShapeDtypeStruct`` leaves), with
   nothing initialised or compiled: the target to restore a checkpoint into."""
   model = create_model(config)
-  return jax.eval_shape(lambda key: _train_state(config, model, _initial_params(
-      model, task.multiple, task.in_channels, task.has_complementary, key)), jax.random.key(0))
+  # Through the jitted initialiser, whose trace a process keeps: the network is traced once for
+  # every abstract state, and for `create_train_state`, of the same shapes.
+  params = _init_params.eval_shape(model, task.multiple, task.in_channels, task.has_complementary,
+                                   jax.random.key(0))
+  return jax.eval_shape(functools.partial(_train_state, config, model), params)
 
 
 def _initial_params(model: models.RSNet, multiple: int, in_channels: int, complementary: bool,
