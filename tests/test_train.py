@@ -121,3 +121,18 @@ def test_brain_region_counts_only_brain_voxels(tiny_dataset):
   assert loss(changed, 'volume') > loss(batch, 'volume')
   with pytest.raises(UserError, match='loss.region'):
     loss(batch, 'skull')
+
+
+@pytest.mark.parametrize('variant', ['rsnet', 'snet', 'anyseq'])
+def test_abstract_state_has_the_shapes_and_dtypes_of_a_created_one(variant):
+  config = tiny_config(**{'model.variant': variant})
+  task = pipeline.Task.from_config(config)
+  abstract = train.abstract_train_state(config, task)
+  created = train.create_train_state(config, task, jax.random.key(3))
+  leaves = lambda state: jax.tree_util.tree_leaves_with_path(state)
+  assert [path for path, _ in leaves(abstract)] == [path for path, _ in leaves(created)]
+  for (_, a), (_, c) in zip(leaves(abstract), leaves(created)):
+    assert isinstance(a, jax.ShapeDtypeStruct)
+    assert (a.shape, a.dtype) == (jnp.shape(c), jnp.asarray(c).dtype)
+  assert train.checkpoint_bytes(config, task) == sum(
+      x.size * x.dtype.itemsize for x in jax.tree.leaves(abstract))
