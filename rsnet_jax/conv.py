@@ -9,7 +9,8 @@ Implementations (config ``model.conv_impl``):
   ``xla``       ``lax.conv_general_dilated`` in 3D.
   ``fold``      depth padded by one each side, its three shifted views stacked on the channel axis
                 (``3 * Cin``) and the depth folded into the batch: one 2D conv with a 3x3 kernel
-                over ``3 * Cin`` channels (the fastest on XLA:CPU at every layer shape measured).
+                over ``3 * Cin`` channels (the fastest on XLA:CPU at every layer shape measured);
+                for convs with few outputs, zero channels take the taps to 18 (see below).
   ``fold_sum``  three 2D convs over the depth-shifted views (one per depth tap), accumulated: no
                 ``3 * Cin`` copy of the input, three passes over it.
   ``auto``      ``fold`` on the CPU backend, ``xla`` on any other.
@@ -27,6 +28,13 @@ Array = jax.Array
 
 IMPLS = ('auto', 'xla', 'fold', 'fold_sum')
 _DIMS_2D = ('NHWC', 'HWIO', 'NHWC')
+# XLA:CPU (jax 0.10) hands a 2D conv to its YNNPACK kernels only when max(Cin, Cout) > 16, and
+# otherwise runs Eigen's, which is slow for few output channels: `fold` pads the stacked taps of
+# float32 convs with <= 4 outputs with zero channels (and their kernel with zero rows) to
+# _YNN_CHANNELS, which YNNPACK ran fastest (bench/few_channels.py; bench/README.md, "Few output
+# channels").
+_YNN_CHANNELS = 18
+_YNN_MAX_COUT = 4
 
 
 def resolve_impl(impl: str, backend: str | None = None) -> str:
@@ -63,8 +71,14 @@ def conv3x3x3(x: Array, kernel: Array, impl: str = 'auto') -> Array:
   padded = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))  # [B, D+2, H, W, Cin]
   shifted = [padded[:, dz:dz + d].reshape(b * d, h, w, cin) for dz in range(3)]  # x[d + dz - 1]
   if impl == 'fold':
-    taps = jnp.concatenate(shifted, axis=-1)  # [B*D, H, W, 3*Cin], tap-major channels
-    y = _conv2d(taps, jnp.moveaxis(kernel, 0, 2).reshape(3, 3, 3 * cin, cout))
+    kernel = jnp.moveaxis(kernel, 0, 2).reshape(3, 3, 3 * cin, cout)  # tap-major input channels
+    ynn = cout <= _YNN_MAX_COUT and x.dtype == jnp.float32 and jax.default_backend() == 'cpu'
+    zeros = max(_YNN_CHANNELS - 3 * cin, 0) if ynn else 0
+    if zeros:
+      shifted.append(jnp.zeros((b * d, h, w, zeros), x.dtype))
+      kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, zeros), (0, 0)))
+    taps = jnp.concatenate(shifted, axis=-1)  # [B*D, H, W, 3*Cin (+ zeros)]
+    y = _conv2d(taps, kernel)
   else:  # fold_sum
     y = sum(_conv2d(v, kernel[dz]) for dz, v in enumerate(shifted))
   return y.reshape(b, d, h, w, cout)

@@ -73,6 +73,21 @@ def test_every_impl_equals_flax_conv_values_and_gradients(cin, cout):
                                  rtol=1e-4, atol=1e-4, err_msg=f'{impl} {name}')
 
 
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason="XLA:CPU's kernel choice")
+@pytest.mark.parametrize('cin,cout,padded', [(3, 4, True), (4, 4, True), (8, 4, False),
+                                             (4, 8, False)])
+def test_fold_pads_few_channel_convs_into_xla_cpus_ynnpack_kernels(cin, cout, padded):
+  # XLA:CPU takes a 2D conv to YNNPACK only when max(Cin, Cout) > 16; fold pads the stacked taps of
+  # convs with <= 4 outputs to 18 channels for it (bench/README.md, "Few output channels").
+  x = jnp.ones((1, 4, 6, 5, cin))
+  kernel = jnp.ones((3, 3, 3, cin, cout))
+  fn = jax.jit(functools.partial(conv.conv3x3x3, impl='fold'))
+  lowered = fn.lower(x, kernel).as_text()
+  channels = 18 if padded else 3 * cin
+  assert f'tensor<4x6x5x{channels}xf32>' in lowered
+  assert ('ynn_fusion' in fn.lower(x, kernel).compile().as_text()) == (channels > 16 or cout > 16)
+
+
 def test_conv3d_initialises_exactly_like_nn_conv():
   x = jnp.ones((1, 4, 4, 4, 5))
   expected = nn.Conv(7, (3, 3, 3), padding='SAME').init(jax.random.key(3), x)
