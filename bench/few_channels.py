@@ -23,8 +23,9 @@ import numpy as np
 from rsnet_jax import compile_options
 
 # (Cin, Cout) of RS-Net's 3x3x3 convs with <= 4 outputs at k=4 (start, decoder 0) and, for contrast,
-# two with 8 and 16 (encoder 1, the heads).
-LAYERS = ((3, 4), (4, 4), (8, 4), (4, 8), (5, 16))
+# those with 8 and 16 (encoder 1; the regression head with its complementary input, the segmentation
+# head).
+LAYERS = ((3, 4), (4, 4), (8, 4), (4, 8), (5, 16), (4, 16))
 
 
 def _conv(taps, kernel, width: int):
