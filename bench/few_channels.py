@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rsnet_jax import compile_options
+from rsnet_jax import conv
 
 # (Cin, Cout) of RS-Net's 3x3x3 convs with <= 4 outputs at k=4 (start, decoder 0) and, for contrast,
 # those with 8 and 16 (encoder 1; the regression head with its complementary input, the segmentation
@@ -33,8 +34,7 @@ def _conv(taps, kernel, width: int):
   extra = width - taps.shape[-1]
   taps = jnp.pad(taps, ((0, 0),) * 3 + ((0, extra),))
   kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, extra), (0, 0)))
-  return jax.lax.conv_general_dilated(taps, kernel, (1, 1), 'SAME',
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
+  return conv.conv2d(taps, kernel)
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from rsnet_jax import compile_options
+from rsnet_jax import conv
 
 # (volume side, Cin, Cout): the network's full-resolution and lower-level conv shapes at 64^3 and
 # 128^3 (k=4), and its widest low-resolution ones.
@@ -31,14 +32,9 @@ SHAPES = ((64, 4, 4), (64, 8, 4), (64, 16, 8), (32, 16, 16), (32, 32, 32), (16, 
           (128, 4, 4), (128, 8, 4))
 
 
-def _conv2d(x, kernel):
-  return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME',
-                                      dimension_numbers=('NHWC', 'HWIO', 'NHWC'))
-
-
 def xla(taps, g):
   kernel = jnp.zeros((3, 3, taps.shape[-1], g.shape[-1]), taps.dtype)
-  return jax.vjp(lambda k: _conv2d(taps, k), kernel)[1](g)[0]
+  return jax.vjp(lambda k: conv.conv2d(taps, k), kernel)[1](g)[0]
 
 
 def _g_views(g):

@@ -46,7 +46,7 @@ def resolve_impl(impl: str, backend: str | None = None) -> str:
   return 'fold' if (backend or jax.default_backend()) == 'cpu' else 'xla'
 
 
-def _conv2d(x: Array, kernel: Array) -> Array:
+def conv2d(x: Array, kernel: Array) -> Array:
   """``[N, H, W, Cin] * [3, 3, Cin, Cout] -> [N, H, W, Cout]``, 'SAME', stride 1."""
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMS_2D)
 
@@ -78,9 +78,9 @@ def conv3x3x3(x: Array, kernel: Array, impl: str = 'auto') -> Array:
       shifted.append(jnp.zeros((b * d, h, w, zeros), x.dtype))
       kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, zeros), (0, 0)))
     taps = jnp.concatenate(shifted, axis=-1)  # [B*D, H, W, 3*Cin (+ zeros)]
-    y = _conv2d(taps, kernel)
+    y = conv2d(taps, kernel)
   else:  # fold_sum
-    y = sum(_conv2d(v, kernel[dz]) for dz, v in enumerate(shifted))
+    y = sum(conv2d(v, kernel[dz]) for dz, v in enumerate(shifted))
   return y.reshape(b, d, h, w, cout)
 
 
