@@ -5,7 +5,9 @@ depth folded into the batch, the three depth taps on the channel axis). Its kern
 ``dK[i, j, c, o] = sum_{n, h, w} taps[n, h + i - 1, w + j - 1, c] * g[n, h, w, o]`` is, under
 autodiff, a conv whose window is the whole ``H x W`` plane (`bench/train_step.py --profile` counts
 it apart). This times that gradient alone, per layer shape of RS-Net, computed as:
-  xla          ``jax.vjp`` of the 2D conv with respect to its kernel (what the network does today)
+  xla          ``jax.vjp`` of the 2D conv with respect to its kernel, over the whole batch at once
+  chunks of S  the same over chunks of ``S`` rows of the folded batch, summed
+               (``conv.kernel_grad_chunked``; what ``fold`` does on the CPU, with ``S = 8``)
   g shifted    nine ``einsum('nhwc,nhwo->co')`` of ``taps`` with shifted views of ``g``, per depth
                slice (``[N, H*W, .]`` batched contractions summed over ``N``)
   g im2col     one contraction of ``taps`` with the nine shifted views of ``g`` stacked on the
@@ -14,9 +16,11 @@ and checks each against ``xla`` (relative max difference). Median of ``--repeats
 one process, compiled as the package compiles (`rsnet_jax/compile_options.py`).
 
   python bench/kernel_grad.py
+  python bench/kernel_grad.py --forms xla 'chunks of 4' 'chunks of 8' 'chunks of 16'
 """
 
 import argparse
+import functools
 import time
 
 import jax
@@ -27,9 +31,9 @@ from rsnet_jax import compile_options
 from rsnet_jax import conv
 
 # (volume side, Cin, Cout): the network's full-resolution and lower-level conv shapes at 64^3 and
-# 128^3 (k=4), and its widest low-resolution ones.
+# 128^3 (k=4), its widest low-resolution ones, and the regression head's first conv.
 SHAPES = ((64, 4, 4), (64, 8, 4), (64, 16, 8), (32, 16, 16), (32, 32, 32), (16, 64, 64),
-          (128, 4, 4), (128, 8, 4))
+          (128, 4, 4), (128, 8, 4), (128, 8, 8), (128, 5, 16))
 
 
 def xla(taps, g):
@@ -60,22 +64,26 @@ def g_im2col(taps, g):
 
 
 FORMS = {'xla': xla, 'g shifted': g_shifted, 'g im2col': g_im2col}
+FORMS |= {f'chunks of {s}': functools.partial(conv.kernel_grad_chunked, slices=s) for s in (4, 8, 16)}
 
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('--repeats', type=int, default=5)
+  parser.add_argument('--forms', nargs='+', default=list(FORMS), choices=list(FORMS),
+                      help="the forms to time ('xla' is always timed: the reference)")
   args = parser.parse_args()
+  forms = {f: FORMS[f] for f in ['xla'] + [f for f in args.forms if f != 'xla']}
   options = compile_options.for_backend()
-  print('| volume, Cin -> Cout | ' + ' | '.join(f'{f} (s)' for f in FORMS) +
+  print('| volume, Cin -> Cout | ' + ' | '.join(f'{f} (s)' for f in forms) +
         ' | best vs xla | max rel. difference |')
-  print('|---' * (len(FORMS) + 3) + '|')
+  print('|---' * (len(forms) + 3) + '|')
   for side, cin, cout in SHAPES:
     keys = jax.random.split(jax.random.key(0))
     taps = jax.random.normal(keys[0], (side, side, side, 3 * cin))
     g = jax.random.normal(keys[1], (side, side, side, cout))
     times, values = {}, {}
-    for name, form in FORMS.items():
+    for name, form in forms.items():
       fn = jax.jit(form, compiler_options=options)
       values[name] = jax.block_until_ready(fn(taps, g))
       runs = []
@@ -86,8 +94,8 @@ def main() -> None:
       times[name] = float(np.median(runs))
     ref = values['xla']
     diff = max(float(jnp.max(jnp.abs(v - ref)) / jnp.max(jnp.abs(ref))) for v in values.values())
-    best = min(times[f] for f in FORMS if f != 'xla')
-    print(f'| {side}^3, {cin} -> {cout} | ' + ' | '.join(f'{times[f]:.4f}' for f in FORMS) +
+    best = min(times[f] for f in forms if f != 'xla')
+    print(f'| {side}^3, {cin} -> {cout} | ' + ' | '.join(f'{times[f]:.4f}' for f in forms) +
           f' | {times["xla"] / best:.2f}x | {diff:.0e} |', flush=True)
 
 

@@ -10,7 +10,8 @@ Implementations (config ``model.conv_impl``):
   ``fold``      depth padded by one each side, its three shifted views stacked on the channel axis
                 (``3 * Cin``) and the depth folded into the batch: one 2D conv with a 3x3 kernel
                 over ``3 * Cin`` channels (the fastest on XLA:CPU at every layer shape measured);
-                for convs with few outputs, zero channels take the taps to 18 (see below).
+                for convs with few outputs, zero channels take the taps to 18 (see below); on the
+                CPU its kernel gradient is summed over chunks of 8 folded slices.
   ``fold_sum``  three 2D convs over the depth-shifted views (one per depth tap), accumulated: no
                 ``3 * Cin`` copy of the input, three passes over it.
   ``auto``      ``fold`` on the CPU backend, ``xla`` on any other.
@@ -18,6 +19,7 @@ Implementations (config ``model.conv_impl``):
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import flax.linen as nn
@@ -35,6 +37,10 @@ _DIMS_2D = ('NHWC', 'HWIO', 'NHWC')
 # channels").
 _YNN_CHANNELS = 18
 _YNN_MAX_COUT = 4
+# XLA:CPU runs a 2D conv's kernel gradient (a conv whose window is the whole plane, contracted over
+# the folded batch) 1.1-3x faster in chunks of 8 folded slices, summed, than over the whole batch
+# at once (bench/kernel_grad.py; bench/README.md, "Kernel gradients in chunks").
+_KERNEL_GRAD_SLICES = 8
 
 
 def resolve_impl(impl: str, backend: str | None = None) -> str:
@@ -49,6 +55,43 @@ def resolve_impl(impl: str, backend: str | None = None) -> str:
 def conv2d(x: Array, kernel: Array) -> Array:
   """``[N, H, W, Cin] * [3, 3, Cin, Cout] -> [N, H, W, Cout]``, 'SAME', stride 1."""
   return jax.lax.conv_general_dilated(x, kernel, (1, 1), 'SAME', dimension_numbers=_DIMS_2D)
+
+
+def kernel_grad_chunked(x: Array, g: Array, slices: int = _KERNEL_GRAD_SLICES) -> Array:
+  """Gradient of ``sum(conv2d(x, kernel) * g)`` with respect to ``kernel``, as the sum of XLA's
+  kernel gradients over chunks of ``slices`` rows of the batch.
+
+  Args:
+    x: ``[N, H, W, Cin]``, ``conv2d``'s input.
+    g: ``[N, H, W, Cout]``, the gradient of its output.
+    slices: batch rows per chunk (the last chunk takes the rest).
+
+  Returns:
+    ``[3, 3, Cin, Cout]``.
+  """
+  kernel = jax.ShapeDtypeStruct((3, 3, x.shape[-1], g.shape[-1]), x.dtype)
+  grads = [jax.linear_transpose(lambda k, i=i: conv2d(x[i:i + slices], k), kernel)(
+      g[i:i + slices])[0].astype(jnp.float32) for i in range(0, x.shape[0], slices)]
+  return functools.reduce(jnp.add, grads).astype(x.dtype)  # chunks summed in float32
+
+
+@jax.custom_vjp
+def _conv2d_cpu(x: Array, kernel: Array) -> Array:
+  """``conv2d`` whose kernel gradient is ``kernel_grad_chunked`` (XLA:CPU's fast form)."""
+  return conv2d(x, kernel)
+
+
+def _conv2d_cpu_fwd(x: Array, kernel: Array) -> tuple[Array, tuple[Array, Array]]:
+  return conv2d(x, kernel), (x, kernel)
+
+
+def _conv2d_cpu_bwd(residuals: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
+  x, kernel = residuals
+  dx = jax.linear_transpose(lambda x: conv2d(x, kernel), x)(g)[0]
+  return dx, kernel_grad_chunked(x, g)
+
+
+_conv2d_cpu.defvjp(_conv2d_cpu_fwd, _conv2d_cpu_bwd)
 
 
 def conv3x3x3(x: Array, kernel: Array, impl: str = 'auto') -> Array:
@@ -72,13 +115,14 @@ def conv3x3x3(x: Array, kernel: Array, impl: str = 'auto') -> Array:
   shifted = [padded[:, dz:dz + d].reshape(b * d, h, w, cin) for dz in range(3)]  # x[d + dz - 1]
   if impl == 'fold':
     kernel = jnp.moveaxis(kernel, 0, 2).reshape(3, 3, 3 * cin, cout)  # tap-major input channels
-    ynn = cout <= _YNN_MAX_COUT and x.dtype == jnp.float32 and jax.default_backend() == 'cpu'
+    cpu = jax.default_backend() == 'cpu'
+    ynn = cout <= _YNN_MAX_COUT and x.dtype == jnp.float32 and cpu
     zeros = max(_YNN_CHANNELS - 3 * cin, 0) if ynn else 0
     if zeros:
       shifted.append(jnp.zeros((b * d, h, w, zeros), x.dtype))
       kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, zeros), (0, 0)))
     taps = jnp.concatenate(shifted, axis=-1)  # [B*D, H, W, 3*Cin (+ zeros)]
-    y = conv2d(taps, kernel)
+    y = (_conv2d_cpu if cpu else conv2d)(taps, kernel)
   else:  # fold_sum
     y = sum(conv2d(v, kernel[dz]) for dz, v in enumerate(shifted))
   return y.reshape(b, d, h, w, cout)

@@ -47,11 +47,12 @@ def test_auto_is_fold_on_cpu_and_xla_elsewhere():
 
 @pytest.mark.parametrize('cin,cout', _layer_shapes())
 def test_every_impl_equals_flax_conv_values_and_gradients(cin, cout):
-  x = jax.random.normal(jax.random.key(0), (2, 4, 6, 5, cin))
+  # batch 2 x depth 5: 10 folded slices, so the CPU's kernel gradient takes a chunk of 8 and one of 2
+  x = jax.random.normal(jax.random.key(0), (2, 5, 6, 5, cin))
   reference = nn.Conv(cout, (3, 3, 3), padding='SAME')
   params = reference.init(jax.random.key(1), x)
   params = jax.tree.map(lambda p: p + 0.05, params)  # a non-zero bias too
-  probe = jax.random.normal(jax.random.key(2), (2, 4, 6, 5, cout))  # a loss touching every output
+  probe = jax.random.normal(jax.random.key(2), (2, 5, 6, 5, cout))  # a loss touching every output
 
   def loss(module, params, x):
     return jnp.sum(module.apply(params, x) * probe)
@@ -86,6 +87,26 @@ def test_fold_pads_few_channel_convs_into_xla_cpus_ynnpack_kernels(cin, cout, pa
   channels = 18 if padded else 3 * cin
   assert f'tensor<4x6x5x{channels}xf32>' in lowered.as_text()
   assert ('ynn_fusion' in lowered.compile().as_text()) == (channels > 16 or cout > 16)
+
+
+@pytest.mark.parametrize('slices', [1, 3, 8, 20])
+def test_chunked_kernel_gradient_equals_autodiff_of_the_2d_conv(slices):
+  keys = jax.random.split(jax.random.key(0), 2)
+  x = jax.random.normal(keys[0], (10, 6, 5, 7))
+  g = jax.random.normal(keys[1], (10, 6, 5, 3))
+  kernel = jnp.zeros((3, 3, 7, 3))
+  expected = jax.vjp(lambda k: conv.conv2d(x, k), kernel)[1](g)[0]
+  got = jax.jit(functools.partial(conv.kernel_grad_chunked, slices=slices))(x, g)
+  np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_fold_takes_the_kernel_gradient_in_chunks_of_folded_slices_on_the_cpu():
+  x = jnp.ones((2, 10, 6, 5, 4))  # 20 folded slices: chunks of 8, 8 and 4 on the CPU
+  kernel = jnp.ones((3, 3, 3, 4, 8))
+  grads = jax.grad(lambda x, k: jnp.sum(conv.conv3x3x3(x, k, 'fold')), argnums=(0, 1))
+  convs = str(jax.make_jaxpr(grads)(x, kernel)).count('conv_general_dilated[')
+  # forward, input gradient, and the kernel gradient's chunks (one on other backends)
+  assert convs == 2 + (3 if jax.default_backend() == 'cpu' else 1)
 
 
 def test_conv3d_initialises_exactly_like_nn_conv():
