@@ -211,10 +211,10 @@ class Head(nn.Module):
   def __call__(self, x: Array) -> Array:
     k = self.base_filters
     x = self._act(_conv3(4 * k, 'Conv_0', self.dtype, self.conv_impl)(x))
-    x = self._act(nn.Conv(2 * k, (1, 1, 1), dtype=self.dtype, name='Conv_1')(x))
-    x = self._act(nn.Conv(k, (1, 1, 1), dtype=self.dtype, name='Conv_2')(x))
-    return nn.Conv(self.out_features, (1, 1, 1), dtype=self.dtype,
-                   name='Conv_3')(x).astype(jnp.float32)
+    x = self._act(conv.PointwiseConv3D(2 * k, self.dtype, name='Conv_1')(x))
+    x = self._act(conv.PointwiseConv3D(k, self.dtype, name='Conv_2')(x))
+    return conv.PointwiseConv3D(self.out_features, self.dtype,
+                                name='Conv_3')(x).astype(jnp.float32)
 
 
 VARIANTS = ('rsnet', 'rnet', 'snet')

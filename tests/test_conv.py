@@ -109,6 +109,34 @@ def test_fold_takes_the_kernel_gradient_in_chunks_of_folded_slices_on_the_cpu():
   assert convs == 2 + (3 if jax.default_backend() == 'cpu' else 1)
 
 
+@pytest.mark.skipif(jax.default_backend() != 'cpu', reason='the chunked form is the CPU\'s')
+def test_fold_takes_the_kernel_gradient_over_the_real_channels_not_the_zero_padding():
+  x = jnp.ones((1, 4, 6, 5, 3))  # 9 stacked taps, padded with zeros to 18 for YNNPACK
+  kernel = jnp.ones((3, 3, 3, 3, 4))
+  jaxpr = str(jax.make_jaxpr(jax.grad(lambda k: jnp.sum(conv.conv3x3x3(x, k, 'fold'))))(kernel))
+  assert 'f32[4,6,5,18]' in jaxpr  # the forward pass runs on the padded taps
+  assert 'f32[3,3,9,4] = conv_general_dilated' in jaxpr  # the kernel gradient on the 9 real ones
+  assert 'f32[3,3,18,4] = conv_general_dilated' not in jaxpr
+
+
+@pytest.mark.parametrize('dtype', [jnp.float32, jnp.bfloat16])
+def test_pointwise_conv_equals_nn_conv_parameters_values_and_gradients(dtype):
+  x = jax.random.normal(jax.random.key(0), (2, 3, 4, 5, 6))
+  flax_conv = nn.Conv(7, (1, 1, 1), dtype=dtype)
+  ours = conv.PointwiseConv3D(7, dtype)
+  params = flax_conv.init(jax.random.key(1), x)
+  got = ours.init(jax.random.key(1), x)
+  assert jax.tree.structure(got) == jax.tree.structure(params)
+  jax.tree.map(np.testing.assert_array_equal, got, params)
+  loss = lambda module: jax.grad(lambda p, x: jnp.sum(jnp.sin(module.apply(p, x))), (0, 1))
+  tol = 1e-5 if dtype == jnp.float32 else 2e-2
+  np.testing.assert_allclose(ours.apply(params, x), flax_conv.apply(params, x), rtol=tol,
+                             atol=tol)
+  for got_grad, expected in zip(jax.tree.leaves(loss(ours)(params, x)),
+                                jax.tree.leaves(loss(flax_conv)(params, x))):
+    np.testing.assert_allclose(got_grad, expected, rtol=tol, atol=tol)
+
+
 def test_conv3d_initialises_exactly_like_nn_conv():
   x = jnp.ones((1, 4, 4, 4, 5))
   expected = nn.Conv(7, (3, 3, 3), padding='SAME').init(jax.random.key(3), x)
