@@ -78,29 +78,49 @@ def kernel_grad_chunked(x: Array, g: Array, slices: int = _KERNEL_GRAD_SLICES) -
   return functools.reduce(jnp.add, grads).astype(x.dtype)  # chunks summed in float32
 
 
+def _depth_taps(x: Array, zeros: int = 0) -> Array:
+  """``[B, D, H, W, Cin] -> [B*D, H, W, 3*Cin + zeros]``: the depth-shifted views ``x[d + dz - 1]``
+  (zero outside), ``dz = 0, 1, 2``, stacked tap-major on the channel axis, then ``zeros`` zero
+  channels."""
+  b, d, h, w, cin = x.shape
+  padded = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))  # [B, D+2, H, W, Cin]
+  shifted = [padded[:, dz:dz + d].reshape(b * d, h, w, cin) for dz in range(3)]
+  if zeros:
+    shifted.append(jnp.zeros((b * d, h, w, zeros), x.dtype))
+  return jnp.concatenate(shifted, axis=-1)
+
+
+def _fold(x: Array, kernel: Array, zeros: int) -> Array:
+  """``fold``'s 2D conv of ``_depth_taps(x, zeros)`` with ``kernel [3, 3, 3*Cin + zeros, Cout]``:
+  ``[B*D, H, W, Cout]``."""
+  return conv2d(_depth_taps(x, zeros), kernel)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _conv2d_cpu(x: Array, kernel: Array, channels: int) -> Array:
-  """``conv2d`` whose kernel gradient is ``kernel_grad_chunked`` (XLA:CPU's fast form), taken over
-  ``x``'s first ``channels`` input channels only: the rest are zeros (`conv3x3x3`'s padding for
-  YNNPACK), whose kernel rows get a zero gradient without computing it."""
-  del channels
-  return conv2d(x, kernel)
+def _fold_cpu(x: Array, kernel: Array, zeros: int) -> Array:
+  """``_fold`` with XLA:CPU's fast backward pass: it keeps ``x`` (not its 3x-channel taps) for the
+  backward pass and rebuilds the taps there, behind an optimization barrier (XLA would otherwise
+  keep every layer's taps, transposed for the kernel gradient, from the forward pass to the
+  backward: +2.3 GiB at the paper's crop); the kernel gradient is ``kernel_grad_chunked`` over the
+  real channels (the zero channels' kernel rows get zeros)."""
+  return _fold(x, kernel, zeros)
 
 
-def _conv2d_cpu_fwd(x: Array, kernel: Array, channels: int) -> tuple[Array, tuple[Array, Array]]:
-  del channels
-  return conv2d(x, kernel), (x, kernel)
+def _fold_cpu_fwd(x: Array, kernel: Array, zeros: int) -> tuple[Array, tuple[Array, Array]]:
+  return _fold(x, kernel, zeros), (x, kernel)
 
 
-def _conv2d_cpu_bwd(channels: int, residuals: tuple[Array, Array],
-                    g: Array) -> tuple[Array, Array]:
+def _fold_cpu_bwd(zeros: int, residuals: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
   x, kernel = residuals
-  dx = jax.linear_transpose(lambda x: conv2d(x, kernel), x)(g)[0]
-  dk = kernel_grad_chunked(x[..., :channels], g)
-  return dx, jnp.pad(dk, ((0, 0), (0, 0), (0, x.shape[-1] - channels), (0, 0)))
+  dx = jax.linear_transpose(lambda x: _fold(x, kernel, zeros), x)(g)[0]
+  # the taps rebuilt from x once g exists (XLA drops optimization barriers before it schedules, and
+  # would share the forward pass's taps): a zero that XLA cannot fold (0 * a float of g) ties them
+  x = x + jnp.zeros((), x.dtype) * g[(0,) * g.ndim]
+  dk = kernel_grad_chunked(_depth_taps(x), g)
+  return dx, jnp.pad(dk, ((0, 0), (0, 0), (0, zeros), (0, 0)))
 
 
-_conv2d_cpu.defvjp(_conv2d_cpu_fwd, _conv2d_cpu_bwd)
+_fold_cpu.defvjp(_fold_cpu_fwd, _fold_cpu_bwd)
 
 
 def conv3x3x3(x: Array, kernel: Array, impl: str = 'auto') -> Array:
@@ -120,19 +140,17 @@ def conv3x3x3(x: Array, kernel: Array, impl: str = 'auto') -> Array:
                                         dimension_numbers=('NDHWC', 'DHWIO', 'NDHWC'))
   b, d, h, w, cin = x.shape
   cout = kernel.shape[-1]
-  padded = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))  # [B, D+2, H, W, Cin]
-  shifted = [padded[:, dz:dz + d].reshape(b * d, h, w, cin) for dz in range(3)]  # x[d + dz - 1]
   if impl == 'fold':
     kernel = jnp.moveaxis(kernel, 0, 2).reshape(3, 3, 3 * cin, cout)  # tap-major input channels
-    cpu = jax.default_backend() == 'cpu'
-    ynn = cout <= _YNN_MAX_COUT and x.dtype == jnp.float32 and cpu
-    zeros = max(_YNN_CHANNELS - 3 * cin, 0) if ynn else 0
-    if zeros:
-      shifted.append(jnp.zeros((b * d, h, w, zeros), x.dtype))
-      kernel = jnp.pad(kernel, ((0, 0), (0, 0), (0, zeros), (0, 0)))
-    taps = jnp.concatenate(shifted, axis=-1)  # [B*D, H, W, 3*Cin (+ zeros)]
-    y = _conv2d_cpu(taps, kernel, 3 * cin) if cpu else conv2d(taps, kernel)
+    if jax.default_backend() != 'cpu':
+      y = _fold(x, kernel, 0)
+    else:
+      ynn = cout <= _YNN_MAX_COUT and x.dtype == jnp.float32
+      zeros = max(_YNN_CHANNELS - 3 * cin, 0) if ynn else 0
+      y = _fold_cpu(x, jnp.pad(kernel, ((0, 0), (0, 0), (0, zeros), (0, 0))), zeros)
   else:  # fold_sum
+    padded = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))  # [B, D+2, H, W, Cin]
+    shifted = [padded[:, dz:dz + d].reshape(b * d, h, w, cin) for dz in range(3)]  # x[d + dz - 1]
     y = sum(conv2d(v, kernel[dz]) for dz, v in enumerate(shifted))
   return y.reshape(b, d, h, w, cout)
 
