@@ -10,7 +10,8 @@ Implementations (config ``model.conv_impl``):
   ``fold``      depth padded by one each side, its three shifted views stacked on the channel axis
                 (``3 * Cin``) and the depth folded into the batch: one 2D conv with a 3x3 kernel
                 over ``3 * Cin`` channels (the fastest on XLA:CPU at every layer shape measured);
-                for convs with few outputs, zero channels take the taps to 18 (see below); on the
+                for convs with few outputs, zero channels take the taps to 18, and for the other
+                convs XLA:CPU leaves to Eigen, to a multiple of 8 (see below); on the
                 CPU its kernel gradient is summed over chunks of 8 folded slices, over the real
                 (not zero-padded) channels.
   ``fold_sum``  three 2D convs over the depth-shifted views (one per depth tap), accumulated: no
@@ -40,6 +41,11 @@ _DIMS_2D = ('NHWC', 'HWIO', 'NHWC')
 # channels").
 _YNN_CHANNELS = 18
 _YNN_MAX_COUT = 4
+# The convs left to Eigen (max(Cin, Cout) <= 16) run 1.1-1.4x faster with their stacked taps padded
+# to a multiple of 8 channels (12 -> 16, 15 -> 16; AVX2's 8 floats), so `fold` pads those too
+# (bench/README.md, "Taps padded to a multiple of 8").
+_EIGEN_MULTIPLE = 8
+_YNN_MIN_CHANNELS = 17  # XLA:CPU's YNNPACK takes a 2D conv with max(Cin, Cout) at least this
 # XLA:CPU runs a 2D conv's kernel gradient (a conv whose window is the whole plane, contracted over
 # the folded batch) 1.1-3x faster in chunks of 8 folded slices, summed, than over the whole batch
 # at once (bench/kernel_grad.py; bench/README.md, "Kernel gradients in chunks").
@@ -145,8 +151,11 @@ def conv3x3x3(x: Array, kernel: Array, impl: str = 'auto') -> Array:
     if jax.default_backend() != 'cpu':
       y = _fold(x, kernel, 0)
     else:
-      ynn = cout <= _YNN_MAX_COUT and x.dtype == jnp.float32
-      zeros = max(_YNN_CHANNELS - 3 * cin, 0) if ynn else 0
+      zeros = 0
+      if x.dtype == jnp.float32 and cout <= _YNN_MAX_COUT:
+        zeros = max(_YNN_CHANNELS - 3 * cin, 0)
+      elif x.dtype == jnp.float32 and max(3 * cin, cout) < _YNN_MIN_CHANNELS:
+        zeros = -3 * cin % _EIGEN_MULTIPLE
       y = _fold_cpu(x, jnp.pad(kernel, ((0, 0), (0, 0), (0, zeros), (0, 0))), zeros)
   else:  # fold_sum
     padded = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))  # [B, D+2, H, W, Cin]
