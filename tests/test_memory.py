@@ -25,6 +25,7 @@ def test_budget_is_the_configured_one_or_a_share_of_the_machine():
   assert size > 0 and source.startswith(('50 % of the', '90 % of the'))
 
 
+@pytest.mark.slow  # compiles the MC forward 4 times: left out of the quick tier
 def test_auto_chunk_fits_the_budget_and_gives_the_same_samples(tiny_dataset):
   config = tiny_config(**{'predict.num_mc_samples': 4})
   task = pipeline.Task.from_config(config)

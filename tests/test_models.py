@@ -81,6 +81,7 @@ def test_dropout_only_with_train_and_only_from_the_key():
     model.apply(variables, x, c, train=True)
 
 
+@pytest.mark.slow  # compiles the network's gradient 3 times: left out of the quick tier
 @pytest.mark.parametrize('remat', ['levels', 'convs'])
 def test_remat_keeps_parameters_outputs_and_gradients(remat):
   # the same parameters, values and gradients; compiled, XLA fuses the two graphs differently
@@ -122,6 +123,7 @@ def test_bfloat16_compute_keeps_float32_parameters_and_outputs():
     assert 0 < err < 0.05 * float(jnp.abs(ref[name]).max())  # bf16 rounding, not another network
 
 
+@pytest.mark.slow  # compiles the network's gradient twice: left out of the quick tier
 def test_leaky_relu_keeps_the_parameters_and_passes_gradient_through_negative_units():
   x = jax.random.normal(jax.random.key(0), (1, 8, 8, 8, 3))
   c = x[..., :1]
