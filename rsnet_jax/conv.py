@@ -170,8 +170,9 @@ class PointwiseConv3D(nn.Module):
   Holds exactly ``nn.Conv``'s parameters (``kernel [1, 1, 1, Cin, features]`` lecun-normal,
   ``bias [features]`` zeros) and returns the same values, but its kernel gradient is a matmul
   contracted over the voxels, where XLA:CPU computes ``nn.Conv``'s as a convolution with a
-  whole-volume window behind a layout transpose (forward and backward 2x faster at 128^3;
-  bench/README.md, "Pointwise convs as matmuls").
+  whole-volume window behind a layout transpose (forward and backward about 2x faster at 128^3:
+  bench/pointwise.py; bench/README.md, "The backward pass rebuilds the taps; pointwise convs as
+  matmuls").
   """
 
   features: int
