@@ -43,7 +43,7 @@ _YNN_CHANNELS = 18
 _YNN_MAX_COUT = 4
 # The convs left to Eigen (max(Cin, Cout) <= 16) run 1.1-1.4x faster with their stacked taps padded
 # to a multiple of 8 channels (12 -> 16, 15 -> 16; AVX2's 8 floats), so `fold` pads those too
-# (bench/README.md, "Taps padded to a multiple of 8").
+# (bench/README.md, "Eigen's convs on a multiple of 8 channels").
 _EIGEN_MULTIPLE = 8
 _YNN_MIN_CHANNELS = 17  # XLA:CPU's YNNPACK takes a 2D conv with max(Cin, Cout) at least this
 # XLA:CPU runs a 2D conv's kernel gradient (a conv whose window is the whole plane, contracted over
@@ -84,15 +84,20 @@ def kernel_grad_chunked(x: Array, g: Array, slices: int = _KERNEL_GRAD_SLICES) -
   return functools.reduce(jnp.add, grads).astype(x.dtype)  # chunks summed in float32
 
 
-def _depth_taps(x: Array, zeros: int = 0) -> Array:
-  """``[B, D, H, W, Cin] -> [B*D, H, W, 3*Cin + zeros]``: the depth-shifted views ``x[d + dz - 1]``
-  (zero outside), ``dz = 0, 1, 2``, stacked tap-major on the channel axis, then ``zeros`` zero
-  channels."""
+def _depth_shifted(x: Array) -> list[Array]:
+  """``[B, D, H, W, Cin]`` -> the three depth-shifted views ``x[d + dz - 1]`` (zero outside),
+  ``dz = 0, 1, 2``, each with the depth folded into the batch: ``[B*D, H, W, Cin]``."""
   b, d, h, w, cin = x.shape
   padded = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))  # [B, D+2, H, W, Cin]
-  shifted = [padded[:, dz:dz + d].reshape(b * d, h, w, cin) for dz in range(3)]
+  return [padded[:, dz:dz + d].reshape(b * d, h, w, cin) for dz in range(3)]
+
+
+def _depth_taps(x: Array, zeros: int = 0) -> Array:
+  """``[B, D, H, W, Cin] -> [B*D, H, W, 3*Cin + zeros]``: `_depth_shifted`'s views stacked
+  tap-major on the channel axis, then ``zeros`` zero channels."""
+  shifted = _depth_shifted(x)
   if zeros:
-    shifted.append(jnp.zeros((b * d, h, w, zeros), x.dtype))
+    shifted.append(jnp.zeros(shifted[0].shape[:-1] + (zeros,), x.dtype))
   return jnp.concatenate(shifted, axis=-1)
 
 
@@ -105,9 +110,9 @@ def _fold(x: Array, kernel: Array, zeros: int) -> Array:
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _fold_cpu(x: Array, kernel: Array, zeros: int) -> Array:
   """``_fold`` with XLA:CPU's fast backward pass: it keeps ``x`` (not its 3x-channel taps) for the
-  backward pass and rebuilds the taps there, behind an optimization barrier (XLA would otherwise
+  backward pass and rebuilds the taps there, once the output's gradient exists (XLA would otherwise
   keep every layer's taps, transposed for the kernel gradient, from the forward pass to the
-  backward: +2.3 GiB at the paper's crop); the kernel gradient is ``kernel_grad_chunked`` over the
+  backward: 3.5 GiB at the paper's crop); the kernel gradient is ``kernel_grad_chunked`` over the
   real channels (the zero channels' kernel rows get zeros)."""
   return _fold(x, kernel, zeros)
 
@@ -158,9 +163,7 @@ def conv3x3x3(x: Array, kernel: Array, impl: str = 'auto') -> Array:
         zeros = -3 * cin % _EIGEN_MULTIPLE
       y = _fold_cpu(x, jnp.pad(kernel, ((0, 0), (0, 0), (0, zeros), (0, 0))), zeros)
   else:  # fold_sum
-    padded = jnp.pad(x, ((0, 0), (1, 1), (0, 0), (0, 0), (0, 0)))  # [B, D+2, H, W, Cin]
-    shifted = [padded[:, dz:dz + d].reshape(b * d, h, w, cin) for dz in range(3)]  # x[d + dz - 1]
-    y = sum(conv2d(v, kernel[dz]) for dz, v in enumerate(shifted))
+    y = sum(conv2d(v, kernel[dz]) for dz, v in enumerate(_depth_shifted(x)))
   return y.reshape(b, d, h, w, cout)
 
 

@@ -80,7 +80,7 @@ def test_every_impl_equals_flax_conv_values_and_gradients(cin, cout):
 def test_fold_pads_few_channel_convs_for_xla_cpus_kernels(cin, cout, channels):
   # XLA:CPU takes a 2D conv to YNNPACK only when max(Cin, Cout) > 16: fold pads the stacked taps of
   # convs with <= 4 outputs to 18 channels for it, and those left to Eigen to a multiple of 8
-  # (bench/README.md, "Few output channels", "Taps padded to a multiple of 8").
+  # (bench/README.md, "Few output channels" and "Eigen's convs on a multiple of 8 channels").
   x = jnp.ones((1, 4, 6, 5, cin))
   kernel = jnp.ones((3, 3, 3, cin, cout))
   fn = jax.jit(functools.partial(conv.conv3x3x3, impl='fold'))
