@@ -92,6 +92,9 @@ def main() -> None:
                       args.variant in args.compile_only, not args.no_warmup, args.conv_impl)
     print(json.dumps(row))
     return
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))  # this checkout's rsnet_jax
+  env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3',
+             PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get('PYTHONPATH')])))
   rows = []
   for name in args.variants:
     cmd = [sys.executable, __file__, '--variant', name, '--shape', args.shape,
@@ -101,8 +104,7 @@ def main() -> None:
       cmd += ['--compile-only', name]
     if args.no_warmup:
       cmd.append('--no-warmup')
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True,
-                         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='3'))
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
     rows.append(json.loads(out.stdout.strip().splitlines()[-1]))
     print(f'  {rows[-1]}', file=sys.stderr, flush=True)
   base = next((r['seconds'] for r in rows if r['seconds']), None)

@@ -107,6 +107,16 @@ def _fold(x: Array, kernel: Array, zeros: int) -> Array:
   return conv2d(_depth_taps(x, zeros), kernel)
 
 
+def after(x: Array, y: Array) -> Array:
+  """``x``, computed only once ``y`` is: plus a zero that XLA cannot fold (``0 * y[0, ..., 0]``).
+
+  An ordering hint for XLA's scheduler, which drops ``lax.optimization_barrier`` on the CPU before
+  it schedules: values derived from the result wait for ``y``, so what ``y`` needed can be freed
+  first. Exact for finite ``y`` (the zero is added, not multiplied in).
+  """
+  return x + jnp.zeros((), x.dtype) * y[(0,) * y.ndim].astype(x.dtype)
+
+
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _fold_cpu(x: Array, kernel: Array, zeros: int) -> Array:
   """``_fold`` with XLA:CPU's fast backward pass: it keeps ``x`` (not its 3x-channel taps) for the
@@ -124,9 +134,7 @@ def _fold_cpu_fwd(x: Array, kernel: Array, zeros: int) -> tuple[Array, tuple[Arr
 def _fold_cpu_bwd(zeros: int, residuals: tuple[Array, Array], g: Array) -> tuple[Array, Array]:
   x, kernel = residuals
   dx = jax.linear_transpose(lambda x: _fold(x, kernel, zeros), x)(g)[0]
-  # the taps rebuilt from x once g exists (XLA drops optimization barriers before it schedules, and
-  # would share the forward pass's taps): a zero that XLA cannot fold (0 * a float of g) ties them
-  x = x + jnp.zeros((), x.dtype) * g[(0,) * g.ndim]
+  x = after(x, g)  # the taps rebuilt once g exists, not shared with the forward pass's
   dk = kernel_grad_chunked(_depth_taps(x), g)
   return dx, jnp.pad(dk, ((0, 0), (0, 0), (0, zeros), (0, 0)))
 

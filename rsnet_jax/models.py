@@ -272,6 +272,12 @@ class RSNet(nn.Module):
     """
     features = self.unet(inputs, train, prefix=prefix)
     out = {}
+    if self.variant != 'rnet':
+      out['logits'] = self.segmentation(features)
+      # the regression head after the segmentation head, not beside it: their full-resolution
+      # 16-channel intermediates are never live together (MC at the paper's crop in chunks of 4:
+      # XLA's plan 6.78 -> 6.03 GiB; bench/README.md)
+      features = conv.after(features, out['logits'])
     if self.variant == 'rsnet':
       if complementary is None:
         raise ValueError('the rsnet variant needs a complementary input volume')
@@ -279,8 +285,6 @@ class RSNet(nn.Module):
           jnp.concatenate([features, complementary.astype(features.dtype)], -1))
     elif self.variant == 'rnet':
       out['synthesis'] = self.regression(features)
-    if self.variant != 'rnet':
-      out['logits'] = self.segmentation(features)
     return out
 
 

@@ -61,7 +61,7 @@ def forward(params, batch: dict[str, Array], keys: Array | None, *, apply_fn, nu
     out = apply_fn({'params': params}, x['inputs'], x.get('complementary'), train=train,
                    rngs={'dropout': k} if train else {}, prefix=prefix)
     if 'logits' in out:
-      out['probabilities'] = jax.nn.softmax(out.pop('logits'), axis=-1)
+      out['probabilities'] = uncertainty.softmax(out.pop('logits'))
     return out
 
   if num_mc_samples == 0:

@@ -42,6 +42,7 @@ from rsnet_jax import predict
 from rsnet_jax import report
 from rsnet_jax import resilience
 from rsnet_jax import summary_writer
+from rsnet_jax import uncertainty
 from rsnet_jax.errors import UserError
 from rsnet_jax.data import pipeline
 
@@ -335,7 +336,7 @@ def _as_predicted(outputs: dict[str, Array], example: dict[str, np.ndarray]):
   """A validation example's outputs as `predict` writes them (softmax, outside the brain masked)."""
   outputs = {k: np.asarray(v[0]) for k, v in outputs.items()}
   if 'logits' in outputs:
-    outputs['probabilities'] = np.asarray(jax.nn.softmax(outputs.pop('logits'), axis=-1))
+    outputs['probabilities'] = np.asarray(uncertainty.softmax(outputs.pop('logits')))
   return predict.outside_brain_as_background(outputs, example['brain'])
 
 

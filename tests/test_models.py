@@ -1,6 +1,7 @@
 """The network of paper Sec. II: shapes, parameter counts, the sub-pixel upsampling, dropout keys."""
 
 import functools
+import re
 
 import flax.linen as nn
 import jax
@@ -79,6 +80,24 @@ def test_dropout_only_with_train_and_only_from_the_key():
   np.testing.assert_array_equal(d1['synthesis'], d2['synthesis'])
   with pytest.raises(Exception):  # dropout on without a key is an error, never hidden state
     model.apply(variables, x, c, train=True)
+
+
+def test_regression_head_is_scheduled_after_the_segmentation_head():
+  """Their full-resolution 16-channel intermediates are never live together (MC at the paper's
+  crop in chunks of 4: XLA's plan 6.78 -> 6.03 GiB, bench/README.md)."""
+  model = models.RSNet(base_filters=2, num_levels=2)
+  x = jax.random.uniform(jax.random.key(0), (1, 16, 16, 16, 3))
+  params = jax.jit(model.init)(jax.random.key(1), x, x[..., :1])['params']
+  forward = jax.jit(lambda p, k: model.apply({'params': p}, x, x[..., :1], train=True,
+                                             rngs={'dropout': k}))
+  hlo = forward.lower(params, jax.random.key(2)).compile().as_text()
+  entry = hlo[hlo.index('\nENTRY'):].splitlines()  # in the order XLA runs them
+  def convs(head):  # the lines that run the head's convs and matmuls
+    pattern = re.compile(rf'/{head}/Conv_\d/(conv_general_dilated|dot_general)')
+    return [i for i, line in enumerate(entry) if pattern.search(line)]
+
+  seg, reg = convs('segmentation'), convs('regression')
+  assert len(seg) >= 3 and len(reg) >= 3 and max(seg) < min(reg), (seg, reg)
 
 
 @pytest.mark.slow  # compiles the network's gradient 3 times: left out of the quick tier

@@ -129,3 +129,15 @@ def test_model_mc_dropout_does_not_depend_on_the_batch(tiny_model):
     np.testing.assert_allclose(ab[name][:1], alone[name], rtol=1e-5, atol=1e-6, err_msg=name)
     np.testing.assert_allclose(ba[name][1:], alone[name], rtol=1e-5, atol=1e-6, err_msg=name)
   assert not np.allclose(ab['synthesis_variance'][1], alone['synthesis_variance'][0])
+
+
+@pytest.mark.parametrize('classes', [2, 4, 5])
+def test_softmax_equals_jax_nn_softmax_without_a_reduce_op(classes):
+  logits = jax.random.normal(jax.random.key(0), (2, 3, 4, classes)) * 30.0  # large: stability
+  logits = logits.at[0, 0, 0].set(jnp.array([1e4] + [-1e4] * (classes - 1)))
+  np.testing.assert_allclose(uncertainty.softmax(logits), jax.nn.softmax(logits, axis=-1),
+                             rtol=1e-6, atol=1e-7)
+  assert np.all(np.isfinite(uncertainty.softmax(logits)))
+  # the point of it: no reduce for XLA:CPU to fuse with the segmentation head's matmuls
+  hlo = jax.jit(uncertainty.softmax).lower(logits).as_text()
+  assert 'reduce' not in hlo and 'exponential' in hlo
