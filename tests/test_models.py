@@ -87,7 +87,7 @@ def test_regression_head_is_scheduled_after_the_segmentation_head():
   crop in chunks of 4: XLA's plan 6.78 -> 6.03 GiB, bench/README.md)."""
   model = models.RSNet(base_filters=2, num_levels=2)
   x = jax.random.uniform(jax.random.key(0), (1, 16, 16, 16, 3))
-  params = jax.jit(model.init)(jax.random.key(1), x, x[..., :1])['params']
+  params = jax.eval_shape(model.init, jax.random.key(1), x, x[..., :1])['params']  # shapes only
   forward = jax.jit(lambda p, k: model.apply({'params': p}, x, x[..., :1], train=True,
                                              rngs={'dropout': k}))
   hlo = forward.lower(params, jax.random.key(2)).compile().as_text()
