@@ -100,15 +100,12 @@ def test_shared_prefix_equals_recomputing_it(tiny_model):
 
 def test_model_mc_dropout_is_bit_identical_per_chunk_size_and_agrees_across_them(tiny_model):
   model, params, batch = tiny_model
-  def compiled(chunk):  # one program per chunk size, run twice below
-    return jax.jit(functools.partial(predict.forward, apply_fn=model.apply, num_mc_samples=5,
-                                     mc_chunk_size=chunk))
-
-  run = lambda fn: fn(params, batch, jax.random.key(4)[None])
-  reference = run(compiled(None))
+  run = lambda c: jax.jit(functools.partial(
+      predict.forward, apply_fn=model.apply, num_mc_samples=5, mc_chunk_size=c))(
+          params, batch, jax.random.key(4)[None])
+  reference = run(None)
   for chunk in (1, 2, 3):
-    fn = compiled(chunk)
-    out, again = run(fn), run(fn)
+    out, again = run(chunk), run(chunk)
     for name in reference:
       np.testing.assert_array_equal(out[name], again[name], err_msg=f'{name}, chunk {chunk}')
       # Another chunk size batches the convolutions differently (XLA:CPU's GEMM kernels round the
