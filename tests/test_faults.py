@@ -12,12 +12,10 @@ import pytest
 
 from rsnet_jax import files
 from rsnet_jax import resilience
-from rsnet_jax import train
 from tests.test_resilience import REPO
 from tests.test_resilience import RUN
 from tests.test_resilience import _final_params
 from tests.test_resilience import _max_abs_difference
-from tests.test_resilience import _run_config
 
 # Runs the command line with the N-th call of a writer failing as a full disk does: Orbax's
 # checkpoint save, or nibabel's file write (which first leaves a partial file).
@@ -96,10 +94,9 @@ def test_atomic_write_leaves_the_old_file_whole_on_an_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_full_disk_and_killed_predict_lose_nothing_complete(tiny_dataset, tmp_path):
+def test_full_disk_and_killed_predict_lose_nothing_complete(tiny_dataset, straight_run, tmp_path):
   # A full disk at the second checkpoint (step 4): one line, status 2, checkpoint 2 intact; the
   # same command, rerun with room, ends where a straight run ends.
-  train.train_and_evaluate(_run_config(tiny_dataset), str(tmp_path / 'straight'))
   workdir = tmp_path / 'full'
   result = _run(workdir, tiny_dataset, full_disk=('checkpoint', '2'))
   assert result.returncode == 2, result.stderr[-3000:]
@@ -108,7 +105,7 @@ def test_full_disk_and_killed_predict_lose_nothing_complete(tiny_dataset, tmp_pa
   assert sorted(os.listdir(workdir / 'checkpoints')) == ['2']
   result = _run(workdir, tiny_dataset)
   assert result.returncode == 0, result.stderr[-3000:]
-  assert _max_abs_difference(_final_params(workdir), _final_params(tmp_path / 'straight')) == 0
+  assert _max_abs_difference(_final_params(workdir), _final_params(straight_run)) == 0
 
   # Predictions of all four cases (7 files each), uninterrupted, as the reference.
   predict = ('--mode=predict', f'--input={tiny_dataset}')

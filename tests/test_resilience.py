@@ -17,6 +17,7 @@ from rsnet_jax import train
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
 from tests.conftest import TINY_PIN_FLAGS
+from tests.conftest import run_config
 from tests.conftest import tiny_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +81,7 @@ def test_divergence_stops_with_step_and_case_or_skips(tiny_dataset, tmp_path):
   assert all(np.isfinite(p).all() for p in jax.tree.leaves(state.params))
 
 
-# Subprocess runs: 2 training cases x 4 epochs = 8 steps, a checkpoint every 2 steps.
+# Subprocess runs of `run_config`: 2 training cases x 4 epochs = 8 steps, a checkpoint every 2 steps.
 RUN = [*TINY_PIN_FLAGS, '--config.model.base_filters=2',
        '--config.model.num_levels=2', '--config.data.synthetic_cases=4',
        '--config.data.synthetic_shape=(16,16,16)', '--config.data.val_fraction=0.25',
@@ -116,13 +117,6 @@ def _wait_for_checkpoint(proc, workdir, step):
     time.sleep(0.05)
 
 
-def _run_config(data_dir, **overrides):
-  """The config of ``RUN`` in-process."""
-  return tiny_config(**{'data.data_dir': data_dir, 'train.num_epochs': 4,
-                        'train.eval_every_epochs': 4, 'train.checkpoint_every_steps': 2,
-                        'train.predict_test_cases': False, **overrides})
-
-
 def _final_params(workdir):
   config = tiny_config()
   state = train.create_train_state(config, pipeline.Task.from_config(config), jax.random.key(0))
@@ -137,9 +131,8 @@ def _max_abs_difference(a, b):
 
 
 @pytest.mark.slow
-def test_sigkill_and_sigterm_resume_bit_identically(tiny_dataset, tmp_path):
-  train.train_and_evaluate(_run_config(tiny_dataset), str(tmp_path / 'straight'))
-  reference = _final_params(tmp_path / 'straight')
+def test_sigkill_and_sigterm_resume_bit_identically(tiny_dataset, straight_run, tmp_path):
+  reference = _final_params(straight_run)
 
   # SIGKILL after the step-2 checkpoint: no chance to save; a leftover temporary checkpoint folder
   # (what a kill during a save leaves) must not be picked up.
@@ -170,7 +163,7 @@ def test_sigkill_and_sigterm_resume_bit_identically(tiny_dataset, tmp_path):
   assert _max_abs_difference(_final_params(termed), reference) == 0.0
 
   # Resuming with another network is refused, naming the key; the checkpoints stay as they were.
-  changed = _run_config(tiny_dataset, **{'model.base_filters': 3, 'train.num_epochs': 5})
+  changed = run_config(tiny_dataset, **{'model.base_filters': 3, 'train.num_epochs': 5})
   with pytest.raises(UserError) as refused:
     train.train_and_evaluate(changed, str(termed))
   assert refused.value.problems[1:] == ['  model.base_filters: was 2, now 3']
@@ -187,16 +180,17 @@ def _tear(workdir, step):
 
 
 @pytest.mark.slow  # training runs: left out of the quick tier
-def test_torn_checkpoint_is_moved_aside_and_the_one_before_is_used(tiny_dataset, tmp_path):
+def test_torn_checkpoint_is_moved_aside_and_the_one_before_is_used(tiny_dataset, straight_run,
+                                                                   tmp_path):
   straight = tmp_path / 'straight'
-  train.train_and_evaluate(_run_config(tiny_dataset), str(straight))
+  shutil.copytree(straight_run, straight)
   reference = _final_params(straight)
 
   # Resume: the latest checkpoint (6) is torn; training resumes from 4 and ends bit-identical.
   torn = tmp_path / 'torn'
-  train.train_and_evaluate(_run_config(tiny_dataset, **{'train.num_epochs': 3}), str(torn))
+  train.train_and_evaluate(run_config(tiny_dataset, **{'train.num_epochs': 3}), str(torn))
   _tear(torn, 6)
-  train.train_and_evaluate(_run_config(tiny_dataset), str(torn))
+  train.train_and_evaluate(run_config(tiny_dataset), str(torn))
   assert (torn / 'checkpoints' / 'unreadable_6').is_dir()
   assert _max_abs_difference(_final_params(torn), reference) == 0.0
 
