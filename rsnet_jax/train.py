@@ -147,7 +147,7 @@ def _loss(params, apply_fn, batch, weights, config, train, key=None):
 
 def train_step(state: TrainState, batch: dict[str, Array], key: Array, *,
                config: ml_collections.ConfigDict, class_ratios: Array,
-               steps_per_epoch: int | Array) -> tuple[TrainState, dict[str, Array]]:
+               steps_per_epoch: int) -> tuple[TrainState, dict[str, Array]]:
   """One Adam step on ``batch`` with the decayed class weights of the current epoch.
 
   ``parts['finite']`` is 1.0 when the loss and every gradient are finite. Otherwise, with
@@ -174,36 +174,20 @@ def train_step(state: TrainState, batch: dict[str, Array], key: Array, *,
   return new_state, dict(parts, finite=finite.astype(jnp.float32))
 
 
-def sharded_train_step(config: ml_collections.ConfigDict, mesh: jax.sharding.Mesh,
-                       donate: bool = True):
-  """`train_step` jitted once for data parallelism over ``mesh``: ``(state, batch, key_data,
-  dataset) -> (state, metrics)`` with the state replicated (and donated), the batch split along
-  ``'data'``, ``key_data = jax.random.key_data(key)`` and ``dataset`` (`dataset_constants`)
-  replicated; metrics come back replicated.
+def sharded_train_step(config: ml_collections.ConfigDict, class_ratios: np.ndarray,
+                       steps_per_epoch: int, mesh: jax.sharding.Mesh, donate: bool = True):
+  """`train_step` jitted once for data parallelism over ``mesh``: ``(state, batch, key_data) ->
+  (state, metrics)`` with the state replicated (and donated), the batch split along ``'data'`` and
+  ``key_data = jax.random.key_data(key)`` replicated; metrics come back replicated."""
 
-  The training set's class ratios and steps per epoch are arguments, not constants of the program:
-  the compiled step depends only on the network, the shapes and the config, so runs on other data
-  (cross-validation folds, other targets, another dataset) find it in JAX's persistent compilation
-  cache (``compilation_cache_dir``) instead of compiling it again.
-  """
-
-  def step(state, batch, key_data, dataset):
+  def step(state, batch, key_data):
     return train_step(state, batch, jax.random.wrap_key_data(key_data), config=config,
-                      class_ratios=dataset['class_ratios'],
-                      steps_per_epoch=dataset['steps_per_epoch'])
+                      class_ratios=class_ratios, steps_per_epoch=steps_per_epoch)
 
   replicated = parallel.replicated(mesh)
-  return jax.jit(step, in_shardings=(replicated, parallel.batch_sharded(mesh), replicated,
-                                     replicated),
+  return jax.jit(step, in_shardings=(replicated, parallel.batch_sharded(mesh), replicated),
                  out_shardings=(replicated, replicated), donate_argnums=(0,) if donate else (),
                  compiler_options=compile_options.for_backend())
-
-
-def dataset_constants(class_ratios: np.ndarray, steps_per_epoch: int) -> dict[str, np.ndarray]:
-  """`sharded_train_step`'s ``dataset`` argument: ``class_ratios [C] float32`` (from
-  `losses.class_frequency_ratios`) and ``steps_per_epoch`` (an int32 scalar)."""
-  return {'class_ratios': np.asarray(class_ratios, np.float32),
-          'steps_per_epoch': np.asarray(steps_per_epoch, np.int32)}
 
 
 def eval_step(params: Any, batch: dict[str, Array], *, apply_fn, config: ml_collections.ConfigDict,
@@ -438,13 +422,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                    seed=config.seed,
                                    shard=(jax.process_index(), jax.process_count()))
   batches = pipeline.to_iterator(dataset[start_step:], config.data.worker_count)
-  step_fn = sharded_train_step(config, mesh, config.train.get('donate_state', True))
-  dataset_args = parallel.replicate(dataset_constants(class_ratios, steps_per_epoch), mesh)
+  step_fn = sharded_train_step(config, class_ratios, steps_per_epoch, mesh,
+                               config.train.get('donate_state', True))
   if start_step < num_steps:  # a step that cannot fit is refused before it runs
     first = next(batches)
     batches = itertools.chain([first], batches)
-    memory.check_fits(step_fn.lower(state, parallel.global_batch(first, mesh), key_data,
-                                    dataset_args).compile(),
+    memory.check_fits(step_fn.lower(state, parallel.global_batch(first, mesh), key_data).compile(),
                       config, 'a training step', "model.remat='levels', model.dtype='bfloat16' or "
                       'a smaller data.crop_shape')
   val_step = jax.jit(functools.partial(eval_step, apply_fn=state.apply_fn, config=config,
@@ -466,7 +449,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     for step in range(start_step, num_steps):
       batch = parallel.global_batch(next(batches), mesh)
       with jax.profiler.StepTraceAnnotation('train', step_num=step):
-        state, parts = step_fn(state, batch, key_data, dataset_args)
+        state, parts = step_fn(state, batch, key_data)
       parts = jax.device_get(parts)
       if config.train.nonfinite == 'stop' and not bool(parts['finite']):
         cases = [order[step * batch_size + i].case_id for i in range(batch_size)]

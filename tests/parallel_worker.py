@@ -41,12 +41,11 @@ def one_step(out: str, data_dir: str) -> None:
   single, single_parts = jax.jit(lambda s, b, k: train.train_step(
       s, b, k, config=config, class_ratios=ratios, steps_per_epoch=2))(state, batch, key)
   mesh = parallel.data_mesh()
-  step = train.sharded_train_step(config, mesh)
+  step = train.sharded_train_step(config, ratios, 2, mesh)
   sharded_batch = parallel.global_batch(batch, mesh)
   assert sharded_batch['inputs'].sharding.shard_shape(sharded_batch['inputs'].shape)[0] == 1
   sharded, sharded_parts = step(parallel.replicate(state, mesh), sharded_batch,
-                                parallel.replicate(jax.random.key_data(key), mesh),
-                                parallel.replicate(train.dataset_constants(ratios, 2), mesh))
+                                parallel.replicate(jax.random.key_data(key), mesh))
   assert len(sharded.params['unet']['start_conv0']['kernel'].sharding.device_set) == 2
   arrays = {f'single{k}': v for k, v in _flat(single.params).items()}
   arrays.update({f'sharded{k}': v for k, v in _flat(sharded.params).items()})
