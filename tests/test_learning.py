@@ -21,8 +21,9 @@ from rsnet_jax.data import pipeline
 from rsnet_jax.data import synthetic
 from tests.conftest import tiny_config
 
-# 125 per case. Measured at 250 steps (2026-11-28): WT Dice 0.976-0.981 and the synthesis MSE 21-26x
-# lower for every variant that has the head (200 steps: 0.964-0.975, 19-23x; 400: 0.995-1.0, 24-36x).
+# 125 per case. `_overfit` measured (2026-11-28, under this suite's XLA flags): WT Dice 0.970-0.983
+# and the synthesis MSE 19-26x lower at 250 steps, for each variant with that head (400 steps, before
+# the tests compiled with XLA:CPU's loop emitters: 0.995-1.0 and 24-36x; 200 steps: 0.964-0.975).
 NUM_STEPS = 250
 # Cases on a 32^3 grid (7.5 mm voxels: a tumour of a few hundred voxels), cropped to 16^3 around the
 # brain (mostly brain, as the paper's crop is).
