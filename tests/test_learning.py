@@ -21,9 +21,10 @@ from rsnet_jax.data import pipeline
 from rsnet_jax.data import synthetic
 from tests.conftest import tiny_config
 
-# 125 per case. `_overfit` measured (2026-11-28, under this suite's XLA flags): WT Dice 0.970-0.983
-# and the synthesis MSE 19-26x lower at 250 steps, for each variant with that head (400 steps, before
-# the tests compiled with XLA:CPU's loop emitters: 0.995-1.0 and 24-36x; 200 steps: 0.964-0.975).
+# 125 per case. `_overfit` measured (2026-11-28, under this suite's XLA flags) at 250 steps: WT Dice
+# 0.970-0.983 (the variants with a segmentation head) and the synthesis MSE 19-26x lower (those with
+# a regression head); at 400 steps, before the tests compiled with XLA:CPU's loop emitters,
+# 0.995-1.0 and 24-36x.
 NUM_STEPS = 250
 # Cases on a 32^3 grid (7.5 mm voxels: a tumour of a few hundred voxels), cropped to 16^3 around the
 # brain (mostly brain, as the paper's crop is).
