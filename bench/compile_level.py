@@ -71,11 +71,12 @@ def main(argv: list[str]) -> None:
         f'{config.predict.num_mc_samples} MC samples, jax {jax.__version__}\n')
   print('| level | fusion emitters | train step: compile | run | MC forward: compile | run |')
   print('|---|---|---|---|---|---|')
+  step_fns = {}  # (level, fusion emitters on): the compiled train step, for --diverge-steps
   for level, emitters in itertools.product(args.levels, args.emitters):
     options = {'xla_backend_optimization_level': level,
                'xla_cpu_use_fusion_emitters': emitters == 'on'}
     start = time.perf_counter()
-    step_fn = step.compile(options)
+    step_fn = step_fns[level, emitters == 'on'] = step.compile(options)
     step_compile = time.perf_counter() - start
     start = time.perf_counter()
     forward_fn = forward.compile(options)
@@ -85,14 +86,16 @@ def main(argv: list[str]) -> None:
     print(f'| {level} | {emitters} | {step_compile:.1f} s | {step_run:.3f} s | '
           f'{forward_compile:.1f} s | {forward_run:.3f} s |', flush=True)
   if args.diverge_steps:
-    _divergence(step, state, batch, args.levels[0], args.diverge_steps)
+    level = args.levels[0]
+    fns = [step_fns.get((level, on)) or step.compile(
+        {'xla_backend_optimization_level': level, 'xla_cpu_use_fusion_emitters': on})
+           for on in (True, False)]
+    _divergence(fns, state, batch, level, args.diverge_steps)
 
 
-def _divergence(step, state, batch, level: int, num_steps: int) -> None:
-  """Trains ``num_steps`` from ``state`` with the fusion emitters on and off; prints the largest
-  parameter difference after each step."""
-  fns = [step.compile({'xla_backend_optimization_level': level,
-                       'xla_cpu_use_fusion_emitters': on}) for on in (True, False)]
+def _divergence(fns, state, batch, level: int, num_steps: int) -> None:
+  """Trains ``num_steps`` from ``state`` with ``fns``, the train step compiled with the fusion
+  emitters on and off; prints the largest parameter difference after each step."""
   print(f'\nlevel {level}, fusion emitters on vs off, the same state and batch:\n')
   print('| step | loss on | loss off | max abs parameter difference |')
   print('|---|---|---|---|')
