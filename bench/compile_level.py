@@ -1,5 +1,5 @@
 """XLA's backend optimisation level and XLA:CPU's fusion emitters: compile time and run time of the
-demo's train step and MC-dropout forward (the figures behind `rsnet_jax/compile_options.py`).
+demo's train step and MC-dropout forward (the figures behind `rsnet_jax/runtime/compile_options.py`).
 
 Each combination is compiled from the same lowered program in one process, so read the ratios. Run
 without XLA_FLAGS setting either option:
@@ -23,12 +23,12 @@ import jax
 import numpy as np
 
 from configs import demo
-from rsnet_jax import losses
-from rsnet_jax import predict
-from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.data import synthetic
+from rsnet_jax.inference import forward_pass
+from rsnet_jax.model import losses
+from rsnet_jax.training import train
 
 
 def _median_time(fn, repeats: int) -> float:
@@ -65,7 +65,7 @@ def main(argv: list[str]) -> None:
   step = jax.jit(functools.partial(train.train_step, config=config, class_ratios=ratios,
                                    steps_per_epoch=12)).lower(state, batch, jax.random.key(1))
   forward = jax.jit(functools.partial(
-      predict.forward, apply_fn=state.apply_fn,
+      forward_pass.forward, apply_fn=state.apply_fn,
       num_mc_samples=config.predict.num_mc_samples)).lower(state.params, inputs, keys)
   print(f'demo config, {tuple(config.data.crop_shape)} voxels, k={config.model.base_filters}, '
         f'{config.predict.num_mc_samples} MC samples, jax {jax.__version__}\n')

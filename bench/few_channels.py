@@ -7,7 +7,7 @@ the forward 2D conv per layer shape of RS-Net with few output channels, as it is
 channels) and with the taps padded by zero channels (and the kernel by zero rows) to ``--pad``
 channels, says which kernel XLA chose (``ynn``: a YNNPACK fusion in the compiled program) and checks
 the values agree. Best of ``--repeats`` after one warm-up, both forms alternating, one process,
-compiled as the package compiles (`rsnet_jax/compile_options.py`).
+compiled as the package compiles (`rsnet_jax/runtime/compile_options.py`).
 
   python bench/few_channels.py
   python bench/few_channels.py --volumes 64 128 192x208x160 --pad 16 18 20 24
@@ -20,8 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rsnet_jax import compile_options
-from rsnet_jax import conv
+from rsnet_jax.model import conv
+from rsnet_jax.runtime import compile_options
 
 # (Cin, Cout) of RS-Net's 3x3x3 convs with <= 4 outputs at k=4 (start, decoder 0) and, for contrast,
 # those with 8 and 16 (encoder 1; the regression head with its complementary input, the segmentation

@@ -20,8 +20,9 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from rsnet_jax import train
 from rsnet_jax.data import pipeline
+from rsnet_jax.training import checkpoints
+from rsnet_jax.training import train
 
 
 def saved_config(workdir: str) -> ml_collections.ConfigDict:
@@ -47,7 +48,7 @@ def main(argv: list[str]) -> None:
   config = saved_config(args.workdir)
   task = pipeline.Task.from_config(config)
   state = train.create_train_state(config, task, jax.random.key(0))
-  state, step = train.restore_params(args.workdir, config, state, args.checkpoint)
+  state, step = checkpoints.restore_params(args.workdir, config, state, args.checkpoint)
   case = pipeline.dataset_splits(config, args.workdir, task)[args.split][0]
   example, _ = pipeline.load_case(case, task)
   batch = jax.tree.map(lambda a: jnp.asarray(a)[None], example)

@@ -13,7 +13,7 @@ it apart). This times that gradient alone, per layer shape of RS-Net, computed a
   g im2col     one contraction of ``taps`` with the nine shifted views of ``g`` stacked on the
                channel axis (``9 * Cout``), per depth slice
 and checks each against ``xla`` (relative max difference). Median of ``--repeats`` after one warm-up,
-one process, compiled as the package compiles (`rsnet_jax/compile_options.py`).
+one process, compiled as the package compiles (`rsnet_jax/runtime/compile_options.py`).
 
   python bench/kernel_grad.py
   python bench/kernel_grad.py --forms xla 'chunks of 4' 'chunks of 8' 'chunks of 16'
@@ -27,8 +27,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rsnet_jax import compile_options
-from rsnet_jax import conv
+from rsnet_jax.model import conv
+from rsnet_jax.runtime import compile_options
 
 # (volume side, Cin, Cout): the network's full-resolution and lower-level conv shapes at 64^3 and
 # 128^3 (k=4), its widest low-resolution ones, and the regression head's first conv.

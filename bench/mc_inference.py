@@ -34,7 +34,9 @@ VARIANTS = {  # name: (mc_chunk_size (0 = all), share_prefix, python loop)
 def run_variant(name: str, shape: tuple[int, ...], samples: int, repeats: int,
                 compile_only: bool, warmup: bool, conv_impl: str = 'auto') -> dict:
   import jax  # pylint: disable=g-import-not-at-top
-  from rsnet_jax import compile_options, models, predict  # pylint: disable=g-import-not-at-top
+  from rsnet_jax.inference import forward_pass  # pylint: disable=g-import-not-at-top
+  from rsnet_jax.model import models  # pylint: disable=g-import-not-at-top
+  from rsnet_jax.runtime import compile_options  # pylint: disable=g-import-not-at-top
   chunk, share, loop = VARIANTS[name]
   options = compile_options.for_backend()  # as predict compiles it
   model = models.RSNet(conv_impl=conv_impl)
@@ -52,7 +54,7 @@ def run_variant(name: str, shape: tuple[int, ...], samples: int, repeats: int,
       return [compiled(p, b, s) for s in jax.random.split(k[0], samples)]
   else:
     compiled = jax.jit(functools.partial(
-        predict.forward, apply_fn=model.apply, num_mc_samples=samples, mc_chunk_size=chunk or None,
+        forward_pass.forward, apply_fn=model.apply, num_mc_samples=samples, mc_chunk_size=chunk or None,
         share_prefix=share), compiler_options=options).lower(params, batch, keys(2)).compile()
     fn = compiled
   temp_gib = compiled.memory_analysis().temp_size_in_bytes / 2**30

@@ -5,7 +5,7 @@ volume, behind a layout transpose; `conv.PointwiseConv3D` computes the same laye
 the channel axis, so its kernel gradient is a matmul contracted over the voxels. This times forward +
 backward (``grad`` of ``sum(relu(layer(x))**2)`` with respect to input and kernel, and to the kernel
 alone) per head layer shape of RS-Net k=4 at 128^3, median of 5 after one warm-up, one process,
-compiled as the package compiles (`rsnet_jax/compile_options.py`), and checks the kernel gradients
+compiled as the package compiles (`rsnet_jax/runtime/compile_options.py`), and checks the kernel gradients
 agree.
 
   python bench/pointwise.py
@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rsnet_jax import compile_options
+from rsnet_jax.runtime import compile_options
 
 # (Cin, Cout) of the heads' 1x1x1 convs at k=4: 4k -> 2k, 2k -> k, k -> 1 (regression) / 4 classes.
 LAYERS = ((16, 8), (8, 4), (4, 4), (4, 1))

@@ -7,7 +7,7 @@ ops over the classes, with no reduce, and the matmuls stay separate. This times 
 head of RS-Net k=4 after its 3x3x3 conv (ReLU, 16 -> 8, ReLU, 8 -> 4, ReLU, 4 -> classes) followed by
 each softmax, and by none (the logits alone), for ``--samples`` volumes at once as an MC chunk
 computes them; median of 3 after one warm-up, one process, compiled as the package compiles
-(`rsnet_jax/compile_options.py`), with XLA's scratch plan and the largest difference of the
+(`rsnet_jax/runtime/compile_options.py`), with XLA's scratch plan and the largest difference of the
 probabilities.
 
   python bench/softmax_fusion.py
@@ -21,9 +21,9 @@ import flax.linen as nn
 import jax
 import numpy as np
 
-from rsnet_jax import compile_options
-from rsnet_jax import conv
-from rsnet_jax import uncertainty
+from rsnet_jax.inference import uncertainty
+from rsnet_jax.model import conv
+from rsnet_jax.runtime import compile_options
 
 SOFTMAXES = {'logits alone': lambda logits: logits,
              'jax.nn.softmax': lambda logits: jax.nn.softmax(logits, axis=-1),

@@ -30,9 +30,9 @@ import itertools
 import numpy as np
 from scipy import ndimage
 
-from rsnet_jax import metrics
 from rsnet_jax.data import preprocess
 from rsnet_jax.data import synthetic
+from rsnet_jax.evaluation import metrics
 
 
 SEQUENCES = ('t1', 't1ce', 't2', 'flair')

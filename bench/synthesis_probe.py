@@ -21,11 +21,12 @@ import jax.numpy as jnp
 from ml_collections import config_flags
 import numpy as np
 
-from rsnet_jax import evaluate
-from rsnet_jax import losses
-from rsnet_jax import predict
-from rsnet_jax import train
 from rsnet_jax.data import pipeline
+from rsnet_jax.evaluation import evaluate
+from rsnet_jax.inference import forward_pass
+from rsnet_jax.inference import predict
+from rsnet_jax.model import losses
+from rsnet_jax.training import train
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/demo.py', 'the run\'s config file')
 _WORKDIR = flags.DEFINE_string('workdir', None, 'where the synthetic cases go', required=True)
@@ -56,7 +57,7 @@ def main(argv) -> None:
   step = jax.jit(functools.partial(train.train_step, config=config, class_ratios=ratios,
                                    steps_per_epoch=len(examples['train'])))
   state = train.create_train_state(config, task, jax.random.key(config.seed), num_steps=num_steps)
-  forward = jax.jit(functools.partial(predict.forward, apply_fn=state.apply_fn, num_mc_samples=0))
+  forward = jax.jit(functools.partial(forward_pass.forward, apply_fn=state.apply_fn, num_mc_samples=0))
   batches = [jax.tree.map(lambda a: jnp.asarray(a)[None], e) for e in examples['train']]
   rng, order, start = np.random.default_rng(config.seed), [], time.time()
   for i in range(1, num_steps + 1):

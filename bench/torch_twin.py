@@ -1,6 +1,6 @@
 """A PyTorch twin of rsnet_jax's RS-Net, for benchmarks only (torch is never a package dependency).
 
-Same layers, same order, same parameter count as `rsnet_jax.models.RSNet` (checked by
+Same layers, same order, same parameter count as `rsnet_jax.model.models.RSNet` (checked by
 `bench/train_step.py`): 3x3x3 'same' convs, 2x2x2 max-pool, instance norm without affine parameters,
 dropout, 5x5x5 stride-2 transposed convs, the regression head fed the complementary volume. Layout
 NCDHW (PyTorch's native one); the loss is the same weighted MSE + weighted cross-entropy and the
@@ -80,7 +80,7 @@ class RSNet(nn.Module):
 
 def loss_fn(synthesis, logits, target, labels, weights, lambda_synthesis=1.0,
             lambda_segmentation=0.1):
-  """Eq. 4 as `rsnet_jax.losses.rsnet_loss` computes it: means of class-weighted squared errors
+  """Eq. 4 as `rsnet_jax.model.losses.rsnet_loss` computes it: means of class-weighted squared errors
   and cross-entropies."""
   w = weights[labels]  # [B, D, H, W]
   wmse = (w * (synthesis[:, 0] - target[:, 0])**2).mean()

@@ -2,7 +2,7 @@
 
 Each (shape, variant) runs in its own process, so its peak RSS is its own; all use every core of
 the machine (XLA's CPU thread pool; torch.set_num_threads(os.cpu_count())). Variants:
-  jax                    `rsnet_jax.train.train_step` (Adam, eq. 4 loss), float32, state donated
+  jax                    `rsnet_jax.training.train.train_step` (Adam, eq. 4 loss), float32, state donated
   jax remat=levels|convs  `model.remat` (`jax.checkpoint` per U-Net level)
   jax bf16               `model.dtype='bfloat16'` (float32 parameters and loss)
   jax no donation        `train.donate_state=False`
@@ -87,7 +87,8 @@ def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | 
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
   from configs import default  # pylint: disable=g-import-not-at-top
-  from rsnet_jax import compile_options, train  # pylint: disable=g-import-not-at-top
+  from rsnet_jax.runtime import compile_options
+  from rsnet_jax.training import train  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   options = compile_options.for_backend()  # as the training loop compiles it
   remat, dtype, donate, conv_impl = JAX_LEVERS[variant]

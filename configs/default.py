@@ -13,11 +13,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.compilation_cache_dir = ''  # jax persistent compilation cache ('' = off): reruns and
   #   resumed runs skip recompiling
   config.memory_budget_gib = 0.0  # what a compiled step or MC prediction may plan for; 0 = 90 % of
-  #   a GPU/TPU's memory, 50 % of the RAM on the CPU (rsnet_jax/memory.py)
+  #   a GPU/TPU's memory, 50 % of the RAM on the CPU (rsnet_jax/runtime/memory.py)
 
   config.model = ml_collections.ConfigDict()
   config.model.variant = 'rsnet'  # 'rsnet' | 'rnet' (regression only) | 'snet' (segmentation only)
-  #   | 'anyseq' (ours: one RS-Net for whichever sequence is missing, rsnet_jax/anyseq.py)
+  #   | 'anyseq' (ours: one RS-Net for whichever sequence is missing, rsnet_jax/data/anyseq.py)
   config.model.base_filters = 4  # k
   config.model.num_levels = 4  # U-Net resolution steps
   config.model.num_classes = 4  # background, necrotic/non-enhancing core, edema, enhancing

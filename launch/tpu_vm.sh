@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # RS-Net training on a Cloud TPU VM slice: the same command on every worker, data parallel over all
-# TPU chips of the slice (rsnet_jax.parallel). Run it from your machine:
+# TPU chips of the slice (rsnet_jax.runtime.parallel). Run it from your machine:
 #
 #   bash launch/tpu_vm.sh TPU_NAME ZONE CONFIG WORKDIR DATA_DIR [--config.X=Y ...]
 #   bash launch/tpu_vm.sh rsnet-v4-32 us-central2-b configs/default.py gs-fuse/runs/rsnet_flair \

@@ -26,19 +26,20 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
-from rsnet_jax import anyseq
-from rsnet_jax import evaluate
 from rsnet_jax import experiments
-from rsnet_jax import parallel
-from rsnet_jax import predict
-from rsnet_jax import report
-from rsnet_jax import resilience
-from rsnet_jax import study
-from rsnet_jax import train
-from rsnet_jax import workdir_lock
+from rsnet_jax.data import anyseq
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
+from rsnet_jax.evaluation import evaluate
+from rsnet_jax.evaluation import report
+from rsnet_jax.experiments import uncertainty_study
+from rsnet_jax.inference import predict
+from rsnet_jax.runtime import parallel
+from rsnet_jax.runtime import resilience
+from rsnet_jax.runtime import workdir_lock
+from rsnet_jax.training import checkpoints
+from rsnet_jax.training import train
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (get_config()).',
@@ -70,7 +71,7 @@ EXIT_USER_ERROR = 2
 def _restored_state(config, workdir, task):
   """The checkpoint, restored by every process together, as host arrays (process 0 uses them)."""
   state = train.abstract_train_state(config, task)
-  state, step = train.restore_params(workdir, config, state, config.predict.checkpoint)
+  state, step = checkpoints.restore_params(workdir, config, state, config.predict.checkpoint)
   if parallel.is_primary():
     print(f'restored the {config.predict.checkpoint} checkpoint: step {step}')
   return state
@@ -99,7 +100,7 @@ def run_uncertainty(config, workdir, state, task, splits) -> None:
   name = _held_out(splits)
   out_dir = os.path.join(workdir, 'uncertainty')
   key = jax.random.fold_in(jax.random.key(config.seed), 2)
-  result = study.study_cases(config, state.params, state.apply_fn, task, splits[name], out_dir,
+  result = uncertainty_study.study_cases(config, state.params, state.apply_fn, task, splits[name], out_dir,
                              name, key)
   headline = ('spearman_var_sqerr', 'ause', 'variance_healthy', 'variance_WT', 'ece_brain',
               'mutual_information_healthy', 'mutual_information_WT')

@@ -27,8 +27,8 @@ if 'JAX_COMPILATION_CACHE_DIR' not in os.environ:
 import pytest  # pylint: disable=g-import-not-at-top
 
 from configs import demo  # pylint: disable=g-import-not-at-top
-from rsnet_jax import train  # pylint: disable=g-import-not-at-top
 from rsnet_jax.data import synthetic  # pylint: disable=g-import-not-at-top
+from rsnet_jax.training import train  # pylint: disable=g-import-not-at-top
 
 TINY_SHAPE = (16, 16, 16)
 

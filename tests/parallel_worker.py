@@ -16,11 +16,11 @@ from absl import flags  # pylint: disable=g-import-not-at-top
 import jax  # pylint: disable=g-import-not-at-top
 import numpy as np  # pylint: disable=g-import-not-at-top
 
-from rsnet_jax import losses  # pylint: disable=g-import-not-at-top
-from rsnet_jax import parallel  # pylint: disable=g-import-not-at-top
-from rsnet_jax import train  # pylint: disable=g-import-not-at-top
 from rsnet_jax.data import layouts  # pylint: disable=g-import-not-at-top
 from rsnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
+from rsnet_jax.model import losses  # pylint: disable=g-import-not-at-top
+from rsnet_jax.runtime import parallel  # pylint: disable=g-import-not-at-top
+from rsnet_jax.training import train  # pylint: disable=g-import-not-at-top
 from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
 
 

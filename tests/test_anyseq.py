@@ -10,12 +10,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rsnet_jax import anyseq
-from rsnet_jax import train
+from rsnet_jax.data import anyseq
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.data import synthetic
 from rsnet_jax.errors import UserError
+from rsnet_jax.training import checkpoints
+from rsnet_jax.training import train
 from tests.conftest import TINY_PIN_FLAGS
 from tests.conftest import TINY_SHAPE
 from tests.conftest import tiny_config
@@ -98,7 +99,7 @@ def _anyseq_config(data_dir, **overrides):
 
 def _latest_params(workdir, config):
   state = train.create_train_state(config, pipeline.Task.from_config(config), jax.random.key(0))
-  return train.restore_params(str(workdir), config, state, 'latest')[0].params
+  return checkpoints.restore_params(str(workdir), config, state, 'latest')[0].params
 
 
 @pytest.mark.slow  # training runs and a subprocess

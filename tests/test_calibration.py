@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rsnet_jax import calibration
+from rsnet_jax.evaluation import calibration
 
 
 def test_sparsification_by_hand():

@@ -1,6 +1,6 @@
 """Which XLA compiler options the jitted steps get."""
 
-from rsnet_jax import compile_options
+from rsnet_jax.runtime import compile_options
 
 
 def test_level_2_on_the_cpu_unless_xla_flags_set_it(monkeypatch):

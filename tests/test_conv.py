@@ -10,12 +10,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from rsnet_jax import conv
-from rsnet_jax import models
-from rsnet_jax import predict
-from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
+from rsnet_jax.inference import forward_pass
+from rsnet_jax.inference import predict
+from rsnet_jax.model import conv
+from rsnet_jax.model import models
+from rsnet_jax.training import checkpoints
+from rsnet_jax.training import train
 from tests.conftest import tiny_config
 
 FAST = [i for i in conv.IMPLS if i not in ('auto', 'xla')]
@@ -186,7 +188,7 @@ def test_checkpoint_saved_with_one_impl_restores_and_predicts_the_same_with_anot
   saved_with = tiny_config(**{'model.conv_impl': 'xla', 'predict.num_mc_samples': 2})
   task = pipeline.Task.from_config(saved_with)
   state = train.create_train_state(saved_with, task, jax.random.key(0))
-  train.checkpoint_manager(str(tmp_path), saved_with).save(
+  checkpoints.checkpoint_manager(str(tmp_path), saved_with).save(
       1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
   case = layouts.discover(tiny_dataset)[0]
   example, _ = pipeline.load_case(case, task, references=False)
@@ -194,10 +196,10 @@ def test_checkpoint_saved_with_one_impl_restores_and_predicts_the_same_with_anot
   for impl in ('xla', 'fold'):
     config = tiny_config(**{'model.conv_impl': impl, 'predict.num_mc_samples': 2})
     fresh = train.create_train_state(config, task, jax.random.key(9))  # other weights: overwritten
-    restored, step = train.restore_params(str(tmp_path), config, fresh, 'latest')
+    restored, step = checkpoints.restore_params(str(tmp_path), config, fresh, 'latest')
     assert step == 1
     jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
-    fn = jax.jit(functools.partial(predict.forward, apply_fn=restored.apply_fn, num_mc_samples=2))
+    fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=restored.apply_fn, num_mc_samples=2))
     outputs[impl] = predict.predict_example(fn, restored.params, example, jax.random.key(3))
   for name in outputs['xla']:
     np.testing.assert_allclose(outputs['fold'][name], outputs['xla'][name], rtol=1e-4, atol=1e-5,

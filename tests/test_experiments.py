@@ -8,8 +8,9 @@ import sys
 
 import pytest
 
-from rsnet_jax import experiments
 from rsnet_jax.errors import UserError
+from rsnet_jax.experiments import crossval
+from rsnet_jax.experiments import swap
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ['--config.model.base_filters=2', '--config.model.num_levels=2',
@@ -38,7 +39,7 @@ def test_folds_are_disjoint_and_cover_the_test_cases():
     case_id = property(str.__str__)
 
   cases = [Case(c) for c in cases]
-  folds = experiments.folds(cases, 5, 6, 6, seed=0)
+  folds = crossval.folds(cases, 5, 6, 6, seed=0)
   assert len(folds) == 5
   tested = []
   for fold in folds:
@@ -48,17 +49,17 @@ def test_folds_are_disjoint_and_cover_the_test_cases():
     assert set(fold['train']) == set(cases) - set(fold['test']) - set(fold['val'])
     tested += fold['test']
   assert len(set(tested)) == 30  # each fold tests other cases
-  assert experiments.folds(cases, 5, 6, 6, seed=0) == folds
-  assert experiments.folds(cases, 5, 6, 6, seed=1) != folds
+  assert crossval.folds(cases, 5, 6, 6, seed=0) == folds
+  assert crossval.folds(cases, 5, 6, 6, seed=1) != folds
   with pytest.raises(UserError, match='cannot give 5 folds'):
-    experiments.folds(cases[:20], 5, 6, 6, seed=0)
+    crossval.folds(cases[:20], 5, 6, 6, seed=0)
 
 
 def test_swap_table_marks_each_row_like_the_paper():
   stat = {'mean': 0.5, 'std': 0.1}
   row = {k: stat for k in ('dice_ET', 'dice_WT', 'dice_TC', 'hd95_ET', 'hd95_WT', 'hd95_TC')}
   summary = {'real': row, 't1ce RS-Net': row, 't1ce R-Net': row, 't1ce RS-Net segmentation': row}
-  text = experiments._swap_table(summary, list(summary), 'caption', 'test', 3)  # pylint: disable=protected-access
+  text = swap._swap_table(summary, list(summary), 'caption', 'test', 3)  # pylint: disable=protected-access
   body = [line for line in text.splitlines() if line.startswith('| ')][1:]
   assert [line.split(' | ')[:4] for line in body] == [
       ['| X', 'X', 'X', 'X'], ['| X', 'X', 'X', 'RS'], ['| X', 'X', 'X', 'R'], ['| X', 'X', 'X', 'x']]

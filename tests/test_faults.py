@@ -10,8 +10,8 @@ import time
 
 import pytest
 
-from rsnet_jax import files
-from rsnet_jax import resilience
+from rsnet_jax.runtime import files
+from rsnet_jax.runtime import resilience
 from tests.test_resilience import REPO
 from tests.test_resilience import RUN
 from tests.test_resilience import _final_params

@@ -12,13 +12,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rsnet_jax import losses
-from rsnet_jax import metrics
-from rsnet_jax import predict
-from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.data import synthetic
+from rsnet_jax.evaluation import metrics
+from rsnet_jax.inference import forward_pass
+from rsnet_jax.model import losses
+from rsnet_jax.training import train
 from tests.conftest import tiny_config
 
 # 125 per case. `_overfit` measured (2026-11-28, under this suite's XLA flags) at 250 steps: WT Dice
@@ -51,7 +51,7 @@ def _overfit(cases, variant: str):
                                    steps_per_epoch=len(cases)))
   state = train.create_train_state(config, task, jax.random.key(0), num_steps=NUM_STEPS)
   batches = [jax.tree.map(lambda a: jnp.asarray(a)[None], e) for e in examples]
-  forward = jax.jit(functools.partial(predict.forward, apply_fn=state.apply_fn,
+  forward = jax.jit(functools.partial(forward_pass.forward, apply_fn=state.apply_fn,
                                       num_mc_samples=0))
   first = [forward(state.params, b, None) for b in batches]
   for i in range(NUM_STEPS):

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rsnet_jax import losses
+from rsnet_jax.model import losses
 
 
 def test_class_weights_formula_and_decay():

@@ -4,11 +4,12 @@ import jax
 import numpy as np
 import pytest
 
-from rsnet_jax import memory
-from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
+from rsnet_jax.inference import forward_pass
+from rsnet_jax.runtime import memory
+from rsnet_jax.training import train
 from tests.conftest import tiny_config
 
 
@@ -35,7 +36,7 @@ def test_auto_chunk_fits_the_budget_and_gives_the_same_samples(tiny_dataset):
   keys = jax.random.key(3)[None]
   plans, samples = {}, {}
   for chunk in (4, 2, 1):
-    fn = memory.MCForward(tiny_config(**{'predict.num_mc_samples': 4,
+    fn = forward_pass.MCForward(tiny_config(**{'predict.num_mc_samples': 4,
                                          'predict.mc_chunk_size': chunk}), state.apply_fn, 4)
     samples[chunk] = fn(state.params, batch, keys)
     plans[chunk] = memory.plan(next(iter(fn._compiled.values())))  # pylint: disable=protected-access
@@ -43,7 +44,7 @@ def test_auto_chunk_fits_the_budget_and_gives_the_same_samples(tiny_dataset):
 
   # A budget between the plans of chunks 2 and 4: 'auto' takes 2, and its samples are chunk 2's.
   gib = (plans[2] + plans[4]) / 2 / 2**30
-  auto = memory.MCForward(tiny_config(**{'predict.num_mc_samples': 4, 'memory_budget_gib': gib}),
+  auto = forward_pass.MCForward(tiny_config(**{'predict.num_mc_samples': 4, 'memory_budget_gib': gib}),
                           state.apply_fn, 4)
   out = auto(state.params, batch, keys)
   assert list(auto.chunk_sizes.values()) == [2]
@@ -52,13 +53,13 @@ def test_auto_chunk_fits_the_budget_and_gives_the_same_samples(tiny_dataset):
     np.testing.assert_array_equal(out[name], value)
 
   # Below even one sample at a time: refused, naming the levers.
-  small = memory.MCForward(tiny_config(**{'predict.num_mc_samples': 4,
+  small = forward_pass.MCForward(tiny_config(**{'predict.num_mc_samples': 4,
                                           'memory_budget_gib': plans[1] / 2 / 2**30}),
                            state.apply_fn, 4)
   with pytest.raises(UserError, match=r'even one sample at a time.*predict.window_shape'):
     small(state.params, batch, keys)
   with pytest.raises(UserError, match="mc_chunk_size must be 'auto' or a number"):
-    memory.MCForward(tiny_config(**{'predict.num_mc_samples': 4, 'predict.mc_chunk_size': 'x'}),
+    forward_pass.MCForward(tiny_config(**{'predict.num_mc_samples': 4, 'predict.mc_chunk_size': 'x'}),
                      state.apply_fn, 4)(state.params, batch, keys)
 
 

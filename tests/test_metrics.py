@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from rsnet_jax import metrics
+from rsnet_jax.evaluation import metrics
 
 
 def test_psnr_by_hand():

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rsnet_jax import models
+from rsnet_jax.model import models
 
 
 @pytest.mark.parametrize('shape,cin,cout', [((1, 2, 2, 2), 1, 1), ((2, 4, 6, 8), 3, 5),

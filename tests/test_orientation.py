@@ -49,7 +49,8 @@ def test_brats_orientation_is_left_untouched():
 def test_predict_on_a_reoriented_case_gives_the_same_voxels_on_its_own_grid(tiny_dataset,
                                                                            tmp_path):
   import jax  # pylint: disable=g-import-not-at-top
-  from rsnet_jax import predict, train  # pylint: disable=g-import-not-at-top
+  from rsnet_jax.inference import predict
+  from rsnet_jax.training import train  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import layouts, pipeline  # pylint: disable=g-import-not-at-top
   from tests.conftest import tiny_config  # pylint: disable=g-import-not-at-top
 

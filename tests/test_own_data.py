@@ -13,13 +13,14 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 
-from rsnet_jax import predict
-from rsnet_jax import train
 from rsnet_jax.data import itk
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.data import synthetic
 from rsnet_jax.errors import UserError
+from rsnet_jax.inference import predict
+from rsnet_jax.training import checkpoints
+from rsnet_jax.training import train
 from tests.conftest import TINY_PIN_FLAGS
 from tests.conftest import tiny_config
 
@@ -178,7 +179,7 @@ def _checkpoint(workdir):
   config = _config()
   task = pipeline.Task.from_config(config)
   state = train.create_train_state(config, task, jax.random.key(0))
-  manager = train.checkpoint_manager(str(workdir), config)
+  manager = checkpoints.checkpoint_manager(str(workdir), config)
   manager.save(1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
                metrics={'val_loss': 1.0})
   manager.close()

@@ -9,10 +9,10 @@ import sys
 import numpy as np
 import pytest
 
-from rsnet_jax import parallel
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
+from rsnet_jax.runtime import parallel
 from tests.conftest import FAST_COMPILE, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

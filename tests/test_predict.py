@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from rsnet_jax import predict
+from rsnet_jax.inference import predict
 
 
 def test_outside_the_brain_is_background_with_no_uncertainty():

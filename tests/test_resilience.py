@@ -12,10 +12,11 @@ import jax
 import numpy as np
 import pytest
 
-from rsnet_jax import resilience
-from rsnet_jax import train
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
+from rsnet_jax.runtime import resilience
+from rsnet_jax.training import checkpoints
+from rsnet_jax.training import train
 from tests.conftest import TINY_PIN_FLAGS
 from tests.conftest import run_config
 from tests.conftest import tiny_config
@@ -74,7 +75,7 @@ def test_divergence_stops_with_step_and_case_or_skips(tiny_dataset, tmp_path):
                      match=r'non-finite loss or gradient at step 2 \(case BraTS2021_\d+\); '
                            r'stopped without saving it, the last good checkpoint is step 1'):
     train.train_and_evaluate(config, str(tmp_path / 'stop'))
-  assert train.checkpoint_manager(str(tmp_path / 'stop'), config).latest_step() == 1
+  assert checkpoints.checkpoint_manager(str(tmp_path / 'stop'), config).latest_step() == 1
   config = tiny_config(**overrides, **{'train.nonfinite': 'skip'})
   state = train.train_and_evaluate(config, str(tmp_path / 'skip'))
   assert int(state.step) == 4
@@ -120,7 +121,7 @@ def _wait_for_checkpoint(proc, workdir, step):
 def _final_params(workdir):
   config = tiny_config()
   state = train.create_train_state(config, pipeline.Task.from_config(config), jax.random.key(0))
-  state, step = train.restore_params(str(workdir), config, state, 'latest')
+  state, step = checkpoints.restore_params(str(workdir), config, state, 'latest')
   assert step == 8
   return state.params
 
@@ -199,12 +200,12 @@ def test_torn_checkpoint_is_moved_aside_and_the_one_before_is_used(tiny_dataset,
   config = tiny_config()
   state = train.create_train_state(config, pipeline.Task.from_config(config), jax.random.key(0))
   _tear(straight, 8)
-  _, step = train.restore_params(str(straight), config, state, 'best')
+  _, step = checkpoints.restore_params(str(straight), config, state, 'best')
   assert step == 6 and (straight / 'checkpoints' / 'unreadable_8').is_dir()
 
   # A config whose network differs restores nothing: refused, nothing moved aside.
   other = tiny_config(**{'model.base_filters': 3})
   state = train.create_train_state(other, pipeline.Task.from_config(other), jax.random.key(0))
   with pytest.raises(UserError, match=r'no checkpoint restores \(step 6: .*another config'):
-    train.restore_params(str(straight), other, state, 'best')
+    checkpoints.restore_params(str(straight), other, state, 'best')
   assert sorted(p.name for p in (straight / 'checkpoints').iterdir()) == ['4', '6', 'unreadable_8']

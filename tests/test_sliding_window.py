@@ -7,11 +7,12 @@ import jax
 import numpy as np
 import pytest
 
-from rsnet_jax import predict
-from rsnet_jax import sliding_window
-from rsnet_jax import train
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
+from rsnet_jax.inference import forward_pass
+from rsnet_jax.inference import predict
+from rsnet_jax.inference import sliding_window
+from rsnet_jax.training import train
 from tests.conftest import tiny_config
 
 
@@ -57,7 +58,7 @@ def test_network_on_windows_next_to_one_pass(tiny_dataset):
   example, _ = pipeline.load_case(case, task)
   key = jax.random.key(3)
   for mc in (0, 2):
-    fn = jax.jit(functools.partial(predict.forward, apply_fn=state.apply_fn, num_mc_samples=mc))
+    fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=state.apply_fn, num_mc_samples=mc))
     k = key if mc else None
     whole = predict.predict_example(fn, state.params, example, k)
     covering = predict.predict_example(fn, state.params, example, k, window=(32, 32, 32))

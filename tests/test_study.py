@@ -10,13 +10,14 @@ import nibabel as nib
 import numpy as np
 import orbax.checkpoint as ocp
 
-from rsnet_jax import predict
-from rsnet_jax import report
-from rsnet_jax import resilience
-from rsnet_jax import study
-from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
+from rsnet_jax.evaluation import report
+from rsnet_jax.experiments import uncertainty_study
+from rsnet_jax.inference import predict
+from rsnet_jax.runtime import resilience
+from rsnet_jax.training import checkpoints
+from rsnet_jax.training import train
 from tests.conftest import tiny_config
 
 
@@ -26,7 +27,7 @@ def _study(tiny_dataset, out_dir, dropout_rate):
   task = pipeline.Task.from_config(config)
   cases = layouts.discover(tiny_dataset)[:2]
   state = train.create_train_state(config, task, jax.random.key(0))
-  return study.study_cases(config, state.params, state.apply_fn, task, cases, str(out_dir), 'test',
+  return uncertainty_study.study_cases(config, state.params, state.apply_fn, task, cases, str(out_dir), 'test',
                            jax.random.key(1))
 
 
@@ -93,7 +94,7 @@ def test_fig3_gets_a_column_per_model(tiny_dataset, tmp_path):
   workdir = tmp_path / 't2_model'
   workdir.mkdir()
   (workdir / 'config.json').write_text(json.dumps(resilience.config_record(t2_config)))
-  train.checkpoint_manager(str(workdir), t2_config).save(
+  checkpoints.checkpoint_manager(str(workdir), t2_config).save(
       1, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
 
   config = tiny_config(**{'uncertainty.num_mc_samples': 2,
@@ -101,7 +102,7 @@ def test_fig3_gets_a_column_per_model(tiny_dataset, tmp_path):
   task = pipeline.Task.from_config(config)
   flair = train.create_train_state(config, task, jax.random.key(0))
   cases = layouts.discover(tiny_dataset)[:1]
-  study.study_cases(config, flair.params, flair.apply_fn, task, cases, str(tmp_path), 'test',
+  uncertainty_study.study_cases(config, flair.params, flair.apply_fn, task, cases, str(tmp_path), 'test',
                     jax.random.key(1))
   figure = report.read_png(str(tmp_path / f'fig3_{cases[0].case_id}.png'))
   assert figure.shape[:2] == (800, 2 * 280)  # 3 rows; T2 and FLAIR columns of 2.8 in at 100 dpi

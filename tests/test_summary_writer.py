@@ -7,7 +7,7 @@ import sys
 import numpy as np
 from tensorboard.backend.event_processing import event_accumulator
 
-from rsnet_jax import summary_writer
+from rsnet_jax.training import summary_writer
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -7,11 +7,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rsnet_jax import losses
-from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
+from rsnet_jax.model import losses
+from rsnet_jax.training import checkpoints
+from rsnet_jax.training import train
 from tests.conftest import tiny_config
 
 
@@ -68,13 +69,13 @@ def test_same_seed_gives_identical_parameters(tiny_dataset):
 def test_checkpoint_round_trip(tiny_dataset, tmp_path):
   config, task, cases, step = _setup(tiny_dataset)
   state, _ = _train(config, task, cases, step, 2)
-  manager = train.checkpoint_manager(str(tmp_path), config)
+  manager = checkpoints.checkpoint_manager(str(tmp_path), config)
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   manager.save(2, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
                metrics={'val_loss': 0.5})
   manager.wait_until_finished()
   template = train.create_train_state(config, task, jax.random.key(99))
-  restored, restored_step = train.restore_params(str(tmp_path), config, template, 'best')
+  restored, restored_step = checkpoints.restore_params(str(tmp_path), config, template, 'best')
   assert restored_step == 2 and int(restored.step) == 2
   for x, y in zip(jax.tree.leaves((state.params, state.opt_state)),
                   jax.tree.leaves((restored.params, restored.opt_state))):
@@ -85,25 +86,25 @@ def test_best_checkpoint_is_lowest_validation_loss(tiny_dataset, tmp_path):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   config, task, _, _ = _setup(tiny_dataset, **{'train.max_checkpoints': 1})
   state = train.create_train_state(config, task, jax.random.key(0))
-  manager = train.checkpoint_manager(str(tmp_path), config)
+  manager = checkpoints.checkpoint_manager(str(tmp_path), config)
   for s, loss in [(1, 0.9), (2, 0.2), (3, 0.5), (4, 0.7)]:
     manager.save(s, args=ocp.args.Composite(state=ocp.args.StandardSave(state)),
                  metrics={'val_loss': loss})
   manager.wait_until_finished()
   assert sorted(manager.all_steps()) == [2, 4]  # the best and the latest are kept
-  assert train.restore_params(str(tmp_path), config, state, 'best')[1] == 2
-  assert train.restore_params(str(tmp_path), config, state, 'latest')[1] == 4
+  assert checkpoints.restore_params(str(tmp_path), config, state, 'best')[1] == 2
+  assert checkpoints.restore_params(str(tmp_path), config, state, 'latest')[1] == 4
 
 
 def test_best_falls_back_to_latest_without_validation(tiny_dataset, tmp_path):
   import orbax.checkpoint as ocp  # pylint: disable=g-import-not-at-top
   config, task, _, _ = _setup(tiny_dataset)
   state = train.create_train_state(config, task, jax.random.key(0))
-  manager = train.checkpoint_manager(str(tmp_path), config)
+  manager = checkpoints.checkpoint_manager(str(tmp_path), config)
   for s in (1, 2):
     manager.save(s, args=ocp.args.Composite(state=ocp.args.StandardSave(state)))
   manager.wait_until_finished()
-  assert train.restore_params(str(tmp_path), config, state, 'best')[1] == 2
+  assert checkpoints.restore_params(str(tmp_path), config, state, 'best')[1] == 2
 
 
 def test_brain_region_counts_only_brain_voxels(tiny_dataset):

@@ -7,9 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from rsnet_jax import models
-from rsnet_jax import predict
-from rsnet_jax import uncertainty
+from rsnet_jax.inference import forward_pass
+from rsnet_jax.inference import uncertainty
+from rsnet_jax.model import models
 
 
 def _toy(key):
@@ -57,7 +57,7 @@ def test_model_mc_dropout_loop_vmap_chunked_agree(tiny_model):
   model, params, batch = tiny_model
   x = batch['inputs']
   key = jax.random.key(2)
-  runs = {c: jax.jit(functools.partial(predict.forward, apply_fn=model.apply, num_mc_samples=5,
+  runs = {c: jax.jit(functools.partial(forward_pass.forward, apply_fn=model.apply, num_mc_samples=5,
                                        mc_chunk_size=c))(params, batch, key[None]) for c in (None, 2)}
 
   @jax.jit
@@ -90,7 +90,7 @@ def test_entropy_and_mutual_information_by_hand():
 def test_shared_prefix_equals_recomputing_it(tiny_model):
   model, params, batch = tiny_model
   run = lambda share: jax.jit(functools.partial(
-      predict.forward, apply_fn=model.apply, num_mc_samples=4, mc_chunk_size=2,
+      forward_pass.forward, apply_fn=model.apply, num_mc_samples=4, mc_chunk_size=2,
       share_prefix=share))(params, batch, jax.random.key(2)[None])
   shared, naive = run(True), run(False)
   assert set(shared) == set(naive)
@@ -101,7 +101,7 @@ def test_shared_prefix_equals_recomputing_it(tiny_model):
 def test_model_mc_dropout_is_bit_identical_per_chunk_size_and_agrees_across_them(tiny_model):
   model, params, batch = tiny_model
   run = lambda c: jax.jit(functools.partial(
-      predict.forward, apply_fn=model.apply, num_mc_samples=5, mc_chunk_size=c))(
+      forward_pass.forward, apply_fn=model.apply, num_mc_samples=5, mc_chunk_size=c))(
           params, batch, jax.random.key(4)[None])
   reference = run(None)
   for chunk in (1, 2, 3):
@@ -118,7 +118,7 @@ def test_model_mc_dropout_does_not_depend_on_the_batch(tiny_model):
   model, params, batch = tiny_model
   a, b = batch['inputs'], jax.random.uniform(jax.random.key(9), batch['inputs'].shape)
   ka, kb = jax.random.key(5), jax.random.key(6)
-  fn = jax.jit(functools.partial(predict.forward, apply_fn=model.apply, num_mc_samples=3,
+  fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=model.apply, num_mc_samples=3,
                                  mc_chunk_size=2))
   stack = lambda *xs: jnp.concatenate(xs)
   run = lambda x, keys: fn(params, {'inputs': x, 'complementary': x[..., :1]}, keys)

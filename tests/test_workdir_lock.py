@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from rsnet_jax import workdir_lock
 from rsnet_jax.errors import UserError
+from rsnet_jax.runtime import workdir_lock
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -13,9 +13,9 @@ import zlib
 import nibabel as nib
 import numpy as np
 
-from rsnet_jax import files
 from rsnet_jax.data import itk
 from rsnet_jax.errors import UserError
+from rsnet_jax.runtime import files
 
 SUFFIXES = ('.nii.gz', '.nii')
 

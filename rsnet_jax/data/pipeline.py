@@ -55,7 +55,7 @@ class Task:
 
   @classmethod
   def from_config(cls, config: ml_collections.ConfigDict) -> Task:
-    """For ``anyseq``: no fixed target, every sequence an input (`rsnet_jax.anyseq`)."""
+    """For ``anyseq``: no fixed target, every sequence an input (`rsnet_jax.data.anyseq`)."""
     variant = config.model.variant
     modalities = tuple(config.data.get('modalities', layouts.MODALITIES))
     crop, multiple = tuple(config.data.crop_shape) or None, 2**config.model.num_levels

@@ -30,21 +30,22 @@ import optax
 import orbax.checkpoint as ocp
 import tqdm
 
-from rsnet_jax import anyseq
-from rsnet_jax import compile_options
-from rsnet_jax import evaluate
-from rsnet_jax import files
-from rsnet_jax import losses
-from rsnet_jax import memory
-from rsnet_jax import models
-from rsnet_jax import parallel
-from rsnet_jax import predict
-from rsnet_jax import report
-from rsnet_jax import resilience
-from rsnet_jax import summary_writer
-from rsnet_jax import uncertainty
-from rsnet_jax.errors import UserError
+from rsnet_jax.data import anyseq
 from rsnet_jax.data import pipeline
+from rsnet_jax.errors import UserError
+from rsnet_jax.evaluation import evaluate
+from rsnet_jax.evaluation import report
+from rsnet_jax.inference import predict
+from rsnet_jax.inference import uncertainty
+from rsnet_jax.model import losses
+from rsnet_jax.model import models
+from rsnet_jax.runtime import compile_options
+from rsnet_jax.runtime import files
+from rsnet_jax.runtime import memory
+from rsnet_jax.runtime import parallel
+from rsnet_jax.runtime import resilience
+from rsnet_jax.training import checkpoints
+from rsnet_jax.training import summary_writer
 
 Array = jax.Array
 TrainState = train_state.TrainState
@@ -205,89 +206,6 @@ TrainMetrics = clu_metrics.Collection.create(
     nonfinite=clu_metrics.Average.from_output('nonfinite'))
 
 
-def checkpoint_manager(workdir: str, config: ml_collections.ConfigDict) -> ocp.CheckpointManager:
-  """Orbax manager in ``WORKDIR/checkpoints``: keeps the latest N and the best by val loss."""
-  policy = ocp.checkpoint_managers.preservation_policy
-  options = ocp.CheckpointManagerOptions(
-      preservation_policy=policy.AnyPreservationPolicy([
-          policy.LatestN(n=config.train.max_checkpoints),
-          policy.BestN(get_metric_fn=lambda m: m['val_loss'], reverse=True, n=1,
-                       keep_checkpoints_without_metrics=False),
-      ]),
-      best_fn=lambda m: m['val_loss'],  # also makes orbax store the metrics with each step
-      best_mode='min',
-      enable_async_checkpointing=False,
-  )
-  return ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), 'checkpoints'),
-                               options=options)
-
-
-def _candidates(manager: ocp.CheckpointManager, which: str) -> list[int]:
-  """Steps to try, in order: ``'latest'``: newest first; ``'best'``: by validation loss, then the
-  steps without metrics, newest first."""
-  steps = sorted(manager.all_steps(), reverse=True)
-  if which != 'best':
-    return steps
-  scored, unscored = [], []
-  for step in steps:
-    try:
-      metrics = manager.metrics(step)
-    except Exception:  # pylint: disable=broad-except
-      metrics = None  # unreadable metrics: tried after the scored ones
-    (scored if metrics and 'val_loss' in metrics else unscored).append((metrics, step))
-  return [s for _, s in sorted(scored, key=lambda ms: ms[0]['val_loss'])] + [s for _, s in unscored]
-
-
-def restore_checkpoint(manager: ocp.CheckpointManager, target: TrainState,
-                       which: str = 'latest') -> tuple[TrainState | None, int | None]:
-  """Restores the ``which`` checkpoint (`_candidates`) into ``target``'s structure and sharding.
-
-  A checkpoint that does not restore (a missing or truncated file, bad metadata) is skipped for
-  the next candidate; once one restores, each skipped one is logged and moved aside to
-  ``checkpoints/unreadable_<step>/`` (never deleted). If none restores, nothing is moved (the
-  cause is then the config, not the files) and a `UserError` names the first failure. Returns
-  ``(None, None)`` when there is no checkpoint.
-  """
-  failed = []
-  for step in _candidates(manager, which):
-    try:
-      state = manager.restore(step, args=ocp.args.Composite(
-          state=ocp.args.StandardRestore(target)))['state']
-    except Exception as e:  # pylint: disable=broad-except
-      reason = (str(e).strip().splitlines() or [''])[0][:200]
-      failed.append((step, f'{type(e).__name__}: {reason}'))
-      continue
-    for bad, reason in failed:
-      aside = os.path.join(manager.directory, f'unreadable_{bad}')
-      logging.warning('checkpoint %d does not restore (%s); moved to %s, using step %d', bad,
-                      reason, aside, step)
-      if parallel.is_primary():
-        os.rename(os.path.join(manager.directory, str(bad)), aside)
-    if failed:
-      if jax.process_count() > 1:
-        multihost_utils.sync_global_devices('unreadable checkpoints moved aside')
-      manager.reload()
-    return state, step
-  if failed:
-    raise UserError(f'{manager.directory}: no checkpoint restores (step {failed[0][0]}: '
-                    f'{failed[0][1]}); was it written with another config?')
-  return None, None
-
-
-def restore_params(workdir: str, config: ml_collections.ConfigDict, state: TrainState,
-                   which: str = 'best') -> tuple[TrainState, int]:
-  """Restores the ``'best'`` (by validation loss) or ``'latest'`` checkpoint of ``workdir`` into
-  host arrays shaped like ``state`` (a state, or `abstract_train_state`'s shapes), falling back to
-  the next one where a checkpoint does not restore (`restore_checkpoint`). Every process of a
-  multi-process run must call it (Orbax restores collectively onto the data mesh)."""
-  target = parallel.replicated_like(state, parallel.data_mesh())
-  with checkpoint_manager(workdir, config) as manager:
-    state, step = restore_checkpoint(manager, target, which)
-  if step is None:
-    raise UserError(f'{os.path.join(workdir, "checkpoints")}: no checkpoint to restore; train first')
-  return jax.device_get(state), step
-
-
 def write_summary(workdir: str, params: Any, config: ml_collections.ConfigDict) -> str:
   """Prints and writes ``WORKDIR/model_summary.txt``: parameters per block and in total."""
   counts = models.summarize(params)
@@ -382,7 +300,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   preflight(config, workdir, task)
   if task.variant == 'anyseq':
     anyseq.missing_probabilities(config, len(task.inputs))  # refused before anything runs
-  manager = checkpoint_manager(workdir, config)
+  manager = checkpoints.checkpoint_manager(workdir, config)
   start_step = manager.latest_step() or 0
   if start_step:
     _refuse_changed_config(workdir, config)
@@ -414,7 +332,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   key_data = parallel.replicate(jax.random.key_data(dropout_key), mesh)
 
   if start_step:
-    state, start_step = restore_checkpoint(manager, state, 'latest')
+    state, start_step = checkpoints.restore_checkpoint(manager, state, 'latest')
     logging.info('resumed from step %d', start_step)
 
   order = pipeline.case_order(train_cases, config.train.num_epochs, config.seed)

@@ -26,70 +26,19 @@ import ml_collections
 import numpy as np
 import tqdm
 
+from rsnet_jax.data import anyseq
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
-from rsnet_jax import anyseq
-from rsnet_jax import files
-from rsnet_jax import manifest
-from rsnet_jax import memory
-from rsnet_jax import sliding_window
-from rsnet_jax import uncertainty
 from rsnet_jax.data import preprocess
 from rsnet_jax.errors import UserError
+from rsnet_jax.inference import forward_pass
+from rsnet_jax.inference import sliding_window
+from rsnet_jax.runtime import files
+from rsnet_jax.runtime import manifest
 
 Array = jax.Array
-
-
-def forward(params, batch: dict[str, Array], keys: Array | None, *, apply_fn, num_mc_samples: int,
-            mc_chunk_size: int | None = None, share_prefix: bool = True) -> dict[str, Array]:
-  """Deterministic (``num_mc_samples == 0``) or MC-dropout prediction for ``batch``.
-
-  Args:
-    batch: ``inputs [B, D, H, W, C_in]`` (and ``complementary [B, D, H, W, 1]``).
-    keys: ``[B]`` MC keys, one per example (unused without MC dropout). Example ``i``'s samples
-      depend only on its own inputs and ``keys[i]``, never on what else is in the batch.
-    share_prefix: run the layers before the first dropout once for all MC samples.
-
-  Returns, for the heads the model has: ``synthesis [B, D, H, W, 1]`` (the MC mean),
-  ``probabilities [B, D, H, W, C]`` (mean softmax) and, with MC dropout, ``synthesis_variance``
-  ``[B, D, H, W, 1]`` (intensity units squared), ``entropy`` and ``mutual_information``
-  ``[B, D, H, W]`` (nats).
-  """
-  def once(x, k, train, prefix=None):
-    out = apply_fn({'params': params}, x['inputs'], x.get('complementary'), train=train,
-                   rngs={'dropout': k} if train else {}, prefix=prefix)
-    if 'logits' in out:
-      out['probabilities'] = uncertainty.softmax(out.pop('logits'))
-    return out
-
-  if num_mc_samples == 0:
-    return once(batch, None, False)
-
-  def one_example(example, key):
-    x = jax.tree.map(lambda a: a[None], example)
-    prefix = (apply_fn({'params': params}, x['inputs'], method='prefix') if share_prefix
-              else None)
-
-    def sample(k):
-      out = once(x, k, True, prefix)
-      if 'probabilities' in out:
-        out['sample_entropy'] = uncertainty.entropy(out['probabilities'])
-      return out
-
-    stats = uncertainty.mc_dropout(sample, key, num_mc_samples, mc_chunk_size,
-                                   variance_of=('synthesis',))
-    result = dict(stats['mean'])
-    if 'synthesis' in result:
-      result['synthesis_variance'] = stats['variance']['synthesis']
-    if 'probabilities' in result:
-      result.update(uncertainty.segmentation_uncertainty(result['probabilities'],
-                                                         result.pop('sample_entropy')))
-    return jax.tree.map(lambda a: a[0], result)
-
-  inputs = {k: v for k, v in batch.items() if k in ('inputs', 'complementary')}
-  return jax.vmap(one_example)(inputs, keys)
 
 
 def case_key(key: Array, case_id: str) -> Array:
@@ -164,7 +113,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
   stale = files.remove_temporaries(out_dir)
   if stale:
     logging.warning('removed %d partial file(s) an interrupted run left in %s', len(stale), out_dir)
-  fn = memory.MCForward(config, apply_fn, config.predict.num_mc_samples)
+  fn = forward_pass.MCForward(config, apply_fn, config.predict.num_mc_samples)
   window = window_shape(config, task)
   version = manifest.code_version()  # git subprocesses: once per run
   written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from rsnet_jax import conv
+from rsnet_jax.model import conv
 
 Array = jax.Array
 

@@ -7,7 +7,7 @@ import os
 
 import numpy as np
 
-from rsnet_jax import files  # pylint: disable=g-bad-import-order
+from rsnet_jax.runtime import files  # pylint: disable=g-bad-import-order
 
 _SEG_COLORS = ['black', 'tab:red', 'tab:green', 'gold']  # background, labels 1, 2, 4 (class order)
 

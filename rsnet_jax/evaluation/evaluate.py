@@ -10,14 +10,15 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from rsnet_jax import anyseq
-from rsnet_jax import compile_options
-from rsnet_jax import metrics
-from rsnet_jax import predict
-from rsnet_jax import report
+from rsnet_jax.data import anyseq
 from rsnet_jax.data import layouts
 from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
+from rsnet_jax.evaluation import metrics
+from rsnet_jax.evaluation import report
+from rsnet_jax.inference import forward_pass
+from rsnet_jax.inference import predict
+from rsnet_jax.runtime import compile_options
 
 
 def score(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
@@ -55,7 +56,7 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
   model synthesizes ``missing`` for every case."""
   if (task.variant == 'anyseq') != (missing is not None):
     raise ValueError('give the missing sequence for an anyseq model, and only for it')
-  fn = jax.jit(functools.partial(predict.forward, apply_fn=apply_fn, num_mc_samples=0),
+  fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=apply_fn, num_mc_samples=0),
                compiler_options=compile_options.for_backend())
   per_case = {}
   for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):

@@ -18,7 +18,7 @@ import flax
 import jax
 import ml_collections
 
-from rsnet_jax import files
+from rsnet_jax.runtime import files
 
 
 def sha256(path: str) -> str:

@@ -20,16 +20,17 @@ import ml_collections
 import numpy as np
 import tqdm
 
-from rsnet_jax import calibration
-from rsnet_jax import files
-from rsnet_jax import memory
-from rsnet_jax import metrics
-from rsnet_jax import predict
-from rsnet_jax import report
-from rsnet_jax import train
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
+from rsnet_jax.evaluation import calibration
+from rsnet_jax.evaluation import metrics
+from rsnet_jax.evaluation import report
+from rsnet_jax.inference import forward_pass
+from rsnet_jax.inference import predict
+from rsnet_jax.runtime import files
+from rsnet_jax.training import checkpoints
+from rsnet_jax.training import train
 
 FIG3_ORDER = ('t1', 't2', 't1ce', 'flair')  # the paper's columns
 
@@ -78,12 +79,12 @@ def load_model(workdir: str) -> tuple[pipeline.Task, train.TrainState]:
   if task.target is None:
     raise UserError(f'{path}: an S-Net synthesizes nothing; give synthesis models only')
   state = train.abstract_train_state(config, task)
-  state, _ = train.restore_params(workdir, config, state, config.predict.checkpoint)
+  state, _ = checkpoints.restore_params(workdir, config, state, config.predict.checkpoint)
   return task, state
 
 
 def _mc_forward(config: ml_collections.ConfigDict, apply_fn):
-  return memory.MCForward(config, apply_fn, config.uncertainty.num_mc_samples)
+  return forward_pass.MCForward(config, apply_fn, config.uncertainty.num_mc_samples)
 
 
 def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,

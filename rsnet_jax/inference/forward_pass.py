@@ -1,0 +1,124 @@
+"""The network's forward pass over a batch: deterministic, or MC dropout (paper Sec. II) with its
+mean, variance and segmentation uncertainty (`forward`), and that pass jitted per input shape in
+MC chunks that fit the memory budget (`MCForward`)."""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable
+
+from absl import logging
+import jax
+import ml_collections
+
+from rsnet_jax.errors import UserError
+from rsnet_jax.inference import uncertainty
+from rsnet_jax.runtime import compile_options
+from rsnet_jax.runtime import memory
+
+Array = jax.Array
+
+
+def forward(params, batch: dict[str, Array], keys: Array | None, *, apply_fn, num_mc_samples: int,
+            mc_chunk_size: int | None = None, share_prefix: bool = True) -> dict[str, Array]:
+  """Deterministic (``num_mc_samples == 0``) or MC-dropout prediction for ``batch``.
+
+  Args:
+    batch: ``inputs [B, D, H, W, C_in]`` (and ``complementary [B, D, H, W, 1]``).
+    keys: ``[B]`` MC keys, one per example (unused without MC dropout). Example ``i``'s samples
+      depend only on its own inputs and ``keys[i]``, never on what else is in the batch.
+    share_prefix: run the layers before the first dropout once for all MC samples.
+
+  Returns, for the heads the model has: ``synthesis [B, D, H, W, 1]`` (the MC mean),
+  ``probabilities [B, D, H, W, C]`` (mean softmax) and, with MC dropout, ``synthesis_variance``
+  ``[B, D, H, W, 1]`` (intensity units squared), ``entropy`` and ``mutual_information``
+  ``[B, D, H, W]`` (nats).
+  """
+  def once(x, k, train, prefix=None):
+    out = apply_fn({'params': params}, x['inputs'], x.get('complementary'), train=train,
+                   rngs={'dropout': k} if train else {}, prefix=prefix)
+    if 'logits' in out:
+      out['probabilities'] = uncertainty.softmax(out.pop('logits'))
+    return out
+
+  if num_mc_samples == 0:
+    return once(batch, None, False)
+
+  def one_example(example, key):
+    x = jax.tree.map(lambda a: a[None], example)
+    prefix = (apply_fn({'params': params}, x['inputs'], method='prefix') if share_prefix
+              else None)
+
+    def sample(k):
+      out = once(x, k, True, prefix)
+      if 'probabilities' in out:
+        out['sample_entropy'] = uncertainty.entropy(out['probabilities'])
+      return out
+
+    stats = uncertainty.mc_dropout(sample, key, num_mc_samples, mc_chunk_size,
+                                   variance_of=('synthesis',))
+    result = dict(stats['mean'])
+    if 'synthesis' in result:
+      result['synthesis_variance'] = stats['variance']['synthesis']
+    if 'probabilities' in result:
+      result.update(uncertainty.segmentation_uncertainty(result['probabilities'],
+                                                         result.pop('sample_entropy')))
+    return jax.tree.map(lambda a: a[0], result)
+
+  inputs = {k: v for k, v in batch.items() if k in ('inputs', 'complementary')}
+  return jax.vmap(one_example)(inputs, keys)
+
+
+
+class MCForward:
+  """`forward` jitted for ``num_mc_samples`` samples, compiled once per input shape with
+  ``mc_chunk_size`` (an int, 0 = all at once) or, for ``'auto'``, the largest of
+  `memory.chunk_candidates` whose plan fits `memory.budget`. Call as the jitted ``forward``:
+  ``fn(params, batch, keys)``; ``chunk_sizes`` maps input shapes to the chunk used."""
+
+  def __init__(self, config: ml_collections.ConfigDict, apply_fn: Callable,
+               num_mc_samples: int):
+    self._config, self._n = config, num_mc_samples
+    self._forward = functools.partial(forward, apply_fn=apply_fn,
+                                      num_mc_samples=num_mc_samples)
+    self._compiled: dict[Any, Any] = {}
+    self.chunk_sizes: dict[Any, int] = {}
+
+  def _compile(self, chunk: int | None, *args):
+    return jax.jit(functools.partial(self._forward, mc_chunk_size=chunk),
+                   compiler_options=compile_options.for_backend()).lower(*args).compile()
+
+  def __call__(self, params, batch, keys):
+    shapes = jax.tree.map(lambda a: a.shape, batch)
+    key = str(shapes)
+    if key not in self._compiled:
+      setting = self._config.predict.get('mc_chunk_size', 0)
+      if self._n == 0:  # deterministic: no samples to chunk
+        chunk = 0
+        self._compiled[key] = self._compile(None, params, batch, keys)
+      elif setting != 'auto':
+        try:
+          chunk = min(int(setting or 0) or self._n, self._n)
+        except ValueError:
+          raise UserError("predict.mc_chunk_size must be 'auto' or a number of samples (0 = all),"
+                          f' got {setting!r}') from None
+        self._compiled[key] = self._compile(chunk, params, batch, keys)
+      else:
+        have, source = memory.budget(self._config)
+        for chunk in memory.chunk_candidates(self._n):
+          compiled = self._compile(chunk, params, batch, keys)
+          if memory.plan(compiled) <= have:
+            break
+        else:
+          raise UserError(
+              f'MC-dropout prediction of a {shapes["inputs"][1:4]} volume plans '
+              f'{memory.plan(compiled) / memory.GIB:.1f} GiB even one sample at a time, more than the '
+              f'{have / memory.GIB:.1f} GiB budget ({source}); lower it with predict.window_shape '
+              "(sliding windows), model.dtype='bfloat16' or model.remat, or set memory_budget_gib")
+        logging.info('MC chunk size %d of %d samples for %s volumes: plans %.2f GiB of %.1f GiB '
+                     '(%s)', chunk, self._n, shapes['inputs'][1:4], memory.plan(compiled) / memory.GIB,
+                     have / memory.GIB, source)
+        self._compiled[key] = compiled
+      if self._n:
+        self.chunk_sizes[key] = chunk
+    return self._compiled[key](params, batch, keys)
