@@ -4,8 +4,8 @@ For the first case of a split, with the run's checkpoint (``best`` or ``latest``
 class the voxel count, the mean logits, the mean softmax and what the argmax predicts, and per hidden
 layer of the segmentation head (``Conv_0..2``, after their ReLU) how many units are zero at every
 voxel ("dead everywhere"), the share of tumour voxels where all units are zero, and the mean
-activation at tumour voxels and outside the brain. This is how "Learning" in README measured the
-collapse of the head to background.
+activation at tumour voxels and outside the brain. This is how "Learning notes" in docs/training.md
+measured the collapse of the head to background.
 
   python bench/head_probe.py runs/demo            # the test split's first case, best checkpoint
   python bench/head_probe.py runs/demo --split train --checkpoint latest

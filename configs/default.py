@@ -62,7 +62,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss = ml_collections.ConfigDict()
   # Eq. 4's weights. The paper: "lambda1 and lambda2 ..., to combine CCE and MSE, were fixed to 1.0
   # and 0.1 respectively"; we read it as CCE 1.0 and MSE 0.1. The other reading (MSE 1.0, CCE 0.1)
-  # starves the segmentation head: an RS-Net then does not even overfit two cases (README, Learning).
+  # starves the segmentation head: an RS-Net then does not even overfit two cases
+  # (docs/training.md, "Learning notes").
   config.loss.lambda_synthesis = 0.1  # on W-MSE
   config.loss.lambda_segmentation = 1.0  # on W-CCE
   config.loss.region = 'volume'  # voxels eq. 4 averages over: 'volume' (the paper's: the whole
@@ -96,6 +97,31 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.min_free_disk_factor = 3.0  # refuse to start without room for this many checkpoints
   config.train.predict_test_cases = False  # after training, predict the test split
   config.train.profile_steps = 0  # > 0: jax.profiler trace of that many steps into WORKDIR/profile
+
+  config.augment = ml_collections.ConfigDict()  # ours, not the paper's: training-time
+  #   augmentation (rsnet_jax/data/augment.py, docs/training.md); every probability 0 = off
+  config.augment.mirror_probability = 0.0  # per axis
+  config.augment.rotate_probability = 0.0
+  config.augment.rotate_degrees = 10.0  # per axis, uniform in +-this
+  config.augment.scale_probability = 0.0
+  config.augment.scale_range = (0.9, 1.1)  # isotropic zoom factor
+  config.augment.elastic_probability = 0.0
+  config.augment.elastic_magnitude = 2.0  # voxels: std of the smoothed displacement
+  config.augment.elastic_sigma = 4.0  # voxels: Gaussian smoothing of the displacement noise
+  config.augment.gamma_probability = 0.0  # per sequence
+  config.augment.gamma_range = (0.7, 1.5)  # on intensities rescaled to [0, 1] inside the brain
+  config.augment.contrast_probability = 0.0  # per sequence
+  config.augment.contrast_range = (0.75, 1.25)  # multiplies the deviation from the brain's mean
+  config.augment.brightness_range = (-0.1, 0.1)  # added, in units of the brain's std
+  config.augment.bias_field_probability = 0.0  # per sequence
+  config.augment.bias_field_strength = 0.3  # field exp(N(0, strength)), smooth over the volume
+  config.augment.noise_probability = 0.0  # per sequence
+  config.augment.noise_std = (0.0, 0.1)  # uniform draw, in units of the brain's std
+  config.augment.blur_probability = 0.0  # per sequence
+  config.augment.blur_sigma = (0.5, 1.0)  # voxels
+  config.augment.random_crop = False  # train on data.crop_shape windows drawn around the tumour
+  #   or the brain (from the whole volume) instead of the window centred on the brain
+  config.augment.foreground_share = 0.33  # random_crop: share of windows centred on a tumour voxel
 
   config.predict = ml_collections.ConfigDict(type_safe=False)  # mc_chunk_size: 'auto' or a number
   config.predict.num_mc_samples = 0  # > 0: MC dropout; writes the per-voxel variance too

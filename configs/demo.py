@@ -3,9 +3,10 @@ then evaluation and prediction of the 2 held-out cases. Under 5 minutes on 2 cor
 
 Run: python -m rsnet_jax.main --config configs/demo.py --workdir runs/demo
 
-Departures from the paper's settings, each measured in README ("Learning"): the loss counts only
-voxels inside the brain (on whole volumes the segmentation head collapses to background), a
-20-step warm-up and a cosine decay of the learning rate, and a 10x higher rate than the paper's.
+Departures from the paper's settings, each measured in docs/training.md ("Learning notes"): the
+loss counts only voxels inside the brain (on whole volumes the segmentation head collapses to
+background), a 20-step warm-up and a cosine decay of the learning rate, and a 10x higher rate than
+the paper's.
 """
 
 from configs import default

@@ -28,6 +28,7 @@ from ml_collections import config_flags
 
 from rsnet_jax import experiments
 from rsnet_jax.data import anyseq
+from rsnet_jax.data import augment
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
@@ -45,8 +46,10 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'Experiment config file (get_config()).',
                                 lock_config=True)
 flags.DEFINE_string('workdir', None, 'Folder for checkpoints, logs and outputs.')
-flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict', 'uncertainty'],
-                  'What to do: uncertainty = the MC-dropout study on the test (or val) split.')
+flags.DEFINE_enum('mode', 'train', ['train', 'evaluate', 'predict', 'uncertainty',
+                                    'augment_preview'],
+                  'What to do: uncertainty = the MC-dropout study on the test (or val) split; '
+                  'augment_preview = a montage of training examples as read and as augmented.')
 flags.DEFINE_string('input', None, 'predict: a case folder or a folder of case folders.')
 flags.DEFINE_string('output', None, 'predict: output folder (default WORKDIR/predictions).')
 flags.DEFINE_bool('overwrite', False, 'predict: rewrite outputs that already exist.')
@@ -122,6 +125,22 @@ def run_predict(config, state, task, cases, out_dir, overwrite) -> None:
     print(f'  {path}')
 
 
+def run_augment_preview(config, workdir, task, splits, num_examples: int = 4) -> str:
+  """Writes ``WORKDIR/augmentation_preview.png``: the first training examples of the run's stream
+  as read and as ``config.augment`` changes them; returns its path."""
+  streams = [pipeline.to_iterator(pipeline.train_dataset(splits['train'], task, 1, 1, config.seed,
+                                                         config=c), 0) for c in (None, config)]
+  rows = []
+  for i, (plain, augmented) in enumerate(zip(*streams)):
+    if i == num_examples:
+      break
+    rows += [(f'#{i} as read', {k: v[0] for k, v in plain.items()}),
+             (f'#{i} augmented', {k: v[0] for k, v in augmented.items()})]
+  path = os.path.join(workdir, 'augmentation_preview.png')
+  report.augmentation_montage(rows, task, path)
+  return path
+
+
 def _quiet_library_info(record) -> bool:
   """Keeps Orbax's and Grain's INFO chatter out of the console (their warnings stay)."""
   return record.levelno >= std_logging.WARNING or not any(
@@ -192,6 +211,11 @@ def run(config, workdir: str, mode: str) -> None:
     print(f'  TensorBoard   tensorboard --logdir {workdir}')
     print(f'  montages      {os.path.join(workdir, "montages")}')
     print(f'  model summary {os.path.join(workdir, "model_summary.txt")}')
+  elif mode == 'augment_preview':
+    if not augment.enabled(config):
+      logging.warning('config.augment is all off: the preview shows the examples as read twice')
+    splits = pipeline.dataset_splits(config, workdir, task)
+    print(f'augmentation preview: {run_augment_preview(config, workdir, task, splits)}')
   elif mode == 'uncertainty' and task.variant == 'anyseq':
     raise UserError('--mode uncertainty studies one target; for an anyseq model, predict with '
                     '--config.predict.num_mc_samples=N (variance and entropy files per case)')

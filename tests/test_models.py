@@ -56,7 +56,7 @@ def test_parameter_count_formula_matches_flax(variant, cin, k, levels, classes):
 
 
 def test_paper_configuration_count():
-  # k=4, 4 steps, 3 inputs + complementary, 4 classes; the paper reports 674,455 (see README).
+  # k=4, 4 steps, 3 inputs + complementary, 4 classes; the paper reports 674,455 (see docs/architecture.md).
   counts = models.count_parameters('rsnet', 3, 4, 4, 4)
   assert counts['total'] == 675_953
   assert counts['decoder3'] == 125 * 64 * 32 + 32 + 27 * 64 * 32 + 32 + 27 * 32 * 32 + 32

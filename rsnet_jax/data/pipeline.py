@@ -22,6 +22,7 @@ import ml_collections
 import nibabel as nib
 import numpy as np
 
+from rsnet_jax.data import augment
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
@@ -139,16 +140,6 @@ def network_inputs(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
   return {k: v[None] for k, v in example.items() if k in ('inputs', 'complementary')}
 
 
-class LoadExample(grain.transforms.Map):
-  """Grain transform: ``CaseFiles`` -> example dict (drops the metadata)."""
-
-  def __init__(self, task: Task):
-    self.task = task
-
-  def map(self, case: layouts.CaseFiles) -> dict[str, np.ndarray]:
-    return load_case(case, self.task)[0]
-
-
 def split(cases: list[layouts.CaseFiles], val_fraction: float, test_fraction: float,
           seed: int) -> dict[str, list[layouts.CaseFiles]]:
   """Deterministic random split into ``train``/``val``/``test`` (each non-empty fraction >= 1 case)."""
@@ -184,27 +175,62 @@ def case_order(cases: list[layouts.CaseFiles], num_epochs: int, seed: int) -> gr
 
 
 class _ShardCase(grain.transforms.Map):
-  """Grain transform: index ``j`` of a process's stream -> its case in the global ``order``.
+  """Grain transform: index ``j`` of a process's stream -> ``(g, case)``, its index ``g`` in the
+  global stream and its case ``order[g]``.
 
-  Row ``r`` of that process's part of global batch ``s`` is case ``order[s * batch + index * local
-  + r]``: the processes' parts, in process order, make up the global batch."""
+  Row ``r`` of that process's part of global batch ``s`` is element ``g = s * batch + index * local
+  + r``: the processes' parts, in process order, make up the global batch."""
 
   def __init__(self, order: grain.MapDataset, batch: int, local: int, index: int):
     self.order, self.batch, self.local, self.index = order, batch, local, index
 
-  def map(self, j: int) -> layouts.CaseFiles:
+  def map(self, j: int) -> tuple[int, layouts.CaseFiles]:
     step, row = divmod(j, self.local)
-    return self.order[step * self.batch + self.index * self.local + row]
+    g = step * self.batch + self.index * self.local + row
+    return g, self.order[g]
+
+
+class LoadTrainingExample(grain.transforms.Map):
+  """Grain transform: ``(g, case)`` -> the example of element ``g`` of the training stream, augmented
+  by ``config.augment`` with `augment.example_rng(seed, g)` (unaugmented when it is all off)."""
+
+  def __init__(self, task: Task, config: ml_collections.ConfigDict | None, seed: int):
+    self.config, self.seed = config, seed
+    self.on = config is not None and augment.enabled(config)
+    if self.on:
+      augment.validate(config)
+    self.random_crop = self.on and config.augment.random_crop
+    # A random crop draws its window from the whole (padded) volume.
+    self.task = dataclasses.replace(task, crop_shape=None) if self.random_crop else task
+    self.crop = task.crop_shape
+    self.complementary = (task.inputs.index(task.complementary)
+                          if task.complementary is not None else None)
+
+  def map(self, element: tuple[int, layouts.CaseFiles]) -> dict[str, np.ndarray]:
+    g, case = element
+    example = load_case(case, self.task)[0]
+    if not self.on:
+      return example
+    rng = augment.example_rng(self.seed, g)
+    if self.random_crop:
+      shape = example['brain'].shape
+      sizes = tuple(-(-min(int(c), n) // self.task.multiple) * self.task.multiple
+                    for c, n in zip(self.crop, shape))
+      example = augment.crop_around(example, sizes, self.config.augment.foreground_share, rng)
+    return augment.augment(example, self.config, rng, self.complementary)
 
 
 def train_dataset(cases: list[layouts.CaseFiles], task: Task, batch_size: int, num_epochs: int,
-                  seed: int, shard: tuple[int, int] = (0, 1)) -> grain.MapDataset:
+                  seed: int, shard: tuple[int, int] = (0, 1),
+                  config: ml_collections.ConfigDict | None = None) -> grain.MapDataset:
   """The whole training stream as one random-access dataset: element ``s`` is the batch of step
   ``s`` (cases ``case_order[s * batch_size:(s + 1) * batch_size]``), so a resumed run slices
   ``[step:]`` and sees exactly the batches an uninterrupted run sees.
 
   ``shard=(index, count)``: this process loads only its ``batch_size // count`` rows of each global
-  batch (process ``index``'s part, as `parallel.global_batch` places them)."""
+  batch (process ``index``'s part, as `parallel.global_batch` places them). ``config``: augments
+  each example by ``config.augment`` (`LoadTrainingExample`); None, or augmentation all off: as
+  read."""
   index, count = shard
   if batch_size % count:
     raise UserError(f'global batch {batch_size} does not split over {count} processes')
@@ -212,7 +238,7 @@ def train_dataset(cases: list[layouts.CaseFiles], task: Task, batch_size: int, n
   order = case_order(cases, num_epochs, seed)
   steps = len(order) // batch_size
   return (grain.MapDataset.range(steps * local).map(_ShardCase(order, batch_size, local, index))
-          .map(LoadExample(task)).batch(local, drop_remainder=True))
+          .map(LoadTrainingExample(task, config, seed)).batch(local, drop_remainder=True))
 
 
 def to_iterator(dataset: grain.MapDataset, worker_count: int, prefetch_threads: int = 2):

@@ -67,6 +67,31 @@ def montage(example: dict[str, np.ndarray], outputs: dict[str, np.ndarray], task
   _save(fig, path)
 
 
+def augmentation_montage(rows: list[tuple[str, dict[str, np.ndarray]]], task, path: str) -> None:
+  """Writes one row of axial panels per ``(name, example)``: each input sequence, the synthesis
+  target and the labels, at the example's slice with the most tumour (the preview of
+  ``config.augment``: the same training examples as read and as augmented)."""
+  plt = _pyplot()
+  from matplotlib.colors import ListedColormap  # pylint: disable=g-import-not-at-top
+  names = list(task.inputs) + ([f'target {task.target}'] if task.target else []) + ['labels']
+  fig, axes = plt.subplots(len(rows), len(names), figsize=(2.2 * len(names), 2.3 * len(rows)),
+                           squeeze=False)
+  for r, (row_name, example) in enumerate(rows):
+    z = tumour_slice(example)
+    images = [example['inputs'][..., z, c] for c in range(len(task.inputs))]
+    images += [example['target'][..., z, 0]] if task.target and 'target' in example else []
+    images.append(example['labels'][..., z] if 'labels' in example else None)
+    for c, (ax, img) in enumerate(zip(axes[r], images)):
+      ax.axis('off')
+      if img is None:
+        continue
+      seg = c == len(images) - 1
+      ax.imshow(np.rot90(img), cmap=ListedColormap(_SEG_COLORS) if seg else 'gray', vmin=0,
+                vmax=3 if seg else max(float(img.max()), 1e-6), interpolation='nearest')
+      ax.set_title(f'{row_name}: {names[c]}' if c == 0 else names[c], fontsize=8)
+  _save(fig, path)
+
+
 def read_png(path: str) -> np.ndarray:
   """``[H, W, 3] uint8`` pixels of a PNG (for TensorBoard image summaries)."""
   img = _pyplot().imread(path)[..., :3]

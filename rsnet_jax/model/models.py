@@ -12,7 +12,8 @@ Architecture reading (the paper leaves the index of the encoder steps open): the
 channels at resolution ``1 / 2**n``; decoder step ``n = L-1..0`` upsamples with a 5x5x5 stride-2
 transposed conv to ``k * 2**n`` filters (resolution ``1 / 2**n``), concatenates the encoder output of
 that resolution (the start block's for ``n = 0``), then instance norm, dropout and two 3x3x3 convs with
-``k * 2**n`` filters. See ``count_parameters`` and README for the counts this reading gives.
+``k * 2**n`` filters. See ``count_parameters`` and docs/architecture.md for the counts this reading
+gives.
 """
 
 from __future__ import annotations

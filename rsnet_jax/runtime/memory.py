@@ -6,7 +6,7 @@ The budget is ``memory_budget_gib`` when set; otherwise 90 % of the device's mem
 (the allocator's limit) and 50 % of the machine's RAM on the CPU (the rest for the inputs, the
 outputs and everything else). It depends on the machine, not on its momentary load, so the same
 machine always picks the same chunk size: MC samples computed in other chunk sizes agree only to
-float32 round-off (README, "MC-dropout uncertainty").
+float32 round-off (docs/uncertainty.md).
 """
 
 from __future__ import annotations

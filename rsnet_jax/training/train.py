@@ -338,7 +338,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
   order = pipeline.case_order(train_cases, config.train.num_epochs, config.seed)
   dataset = pipeline.train_dataset(train_cases, task, batch_size, config.train.num_epochs,
                                    seed=config.seed,
-                                   shard=(jax.process_index(), jax.process_count()))
+                                   shard=(jax.process_index(), jax.process_count()), config=config)
   batches = pipeline.to_iterator(dataset[start_step:], config.data.worker_count)
   step_fn = sharded_train_step(config, class_ratios, steps_per_epoch, mesh,
                                config.train.get('donate_state', True))
