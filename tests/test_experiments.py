@@ -155,3 +155,24 @@ def test_anyseq_comparison_end_to_end(tmp_path):
   rows = [l for l in table.splitlines() if l.startswith('| ')]
   assert len(rows) == 1 + 2 and rows[-1].startswith('| FLAIR | anyseq |')
   assert 'Where the one anyseq model is worse than the per-target RS-Net' in table
+
+
+@pytest.mark.slow
+def test_generalization_check_end_to_end(tmp_path):
+  workdir = _experiment(tmp_path, 'generalization', *FOUR_CASES,
+                        '--config.experiment.ood_cases=2')
+  assert {'no_augmentation', 'augmentation', 'relaxometry', 'generalization.md',
+          'montage_augmentation_independent.png', 'montage_no_augmentation_same.png'} <= set(
+              os.listdir(workdir))
+  record = json.loads((workdir / 'generalization.json').read_text())
+  assert set(record['summary']) == {'no_augmentation', 'augmentation'}
+  for model in record['per_case'].values():
+    assert [len(rows) for rows in model.values()] == [1, 2]  # 1 held-out case, 2 of the other family
+    assert all(set(r) >= {'dice_WT', 'psnr_brain', 'psnr_tumour_vs_mean'}
+               for rows in model.values() for r in rows.values())
+  # The augmented model saw other examples: its parameters, and so its figures, differ.
+  no, yes = (record['summary'][m]['independent family']['psnr_brain']['mean']
+             for m in ('no_augmentation', 'augmentation'))
+  assert no != yes
+  table = (workdir / 'generalization.md').read_text()
+  assert '| augmentation | independent family |' in table

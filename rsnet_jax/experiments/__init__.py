@@ -1,6 +1,6 @@
 """The paper's evaluation protocols, one command per table (``config.experiment.name``), one
 module each: `swap` (Tables II-IV), `lesions` (Table V, Figs. 4-5), `crossval` (Table I),
-`convergence` and `anyseq` (ours). `common` holds what they share.
+`convergence`, `anyseq` and `generalization` (ours). `common` holds what they share.
 
 Models already trained in ``WORKDIR`` are resumed, not retrained, so a rerun only evaluates.
 """
@@ -15,11 +15,13 @@ from rsnet_jax.errors import UserError
 from rsnet_jax.experiments import anyseq
 from rsnet_jax.experiments import convergence
 from rsnet_jax.experiments import crossval
+from rsnet_jax.experiments import generalization
 from rsnet_jax.experiments import lesions
 from rsnet_jax.experiments import swap
 
 RUNNERS = {'swap': swap.run, 'crossval': crossval.run, 'lesions': lesions.run,
-           'convergence': convergence.run, 'anyseq': anyseq.run}
+           'convergence': convergence.run, 'anyseq': anyseq.run,
+           'generalization': generalization.run}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:
