@@ -58,6 +58,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic_layout = 'brats2021'
   config.data.synthetic_pathology = 'glioma'  # 'glioma' (BraTS-like) | 'ms' (white-matter lesions,
   #   T1/T2/FLAIR/PD at 1 x 1 x 3 mm: set data.modalities and model.num_classes=2 to match)
+  config.data.synthetic_variability = 'classic'  # ranges of anatomy and contrasts: 'classic'
+  #   (the demo's cohort) | 'wide' (as real cohorts vary; rsnet_jax/data/synthetic.py, VARIABILITY)
 
   config.loss = ml_collections.ConfigDict()
   # Eq. 4's weights. The paper: "lambda1 and lambda2 ..., to combine CCE and MSE, were fixed to 1.0

@@ -264,7 +264,8 @@ def dataset_cases(config: ml_collections.ConfigDict, workdir: str, task: Task,
                    tuple(config.data.synthetic_shape), data_dir)
       synthetic.generate_dataset(data_dir, config.data.synthetic_cases, config.seed,
                                  config.data.synthetic_layout, tuple(config.data.synthetic_shape),
-                                 config.data.get('synthetic_pathology', 'glioma'))
+                                 config.data.get('synthetic_pathology', 'glioma'),
+                                 variability=config.data.get('synthetic_variability', 'classic'))
       open(done, 'w').close()
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('rsnet_jax: synthetic cases written')

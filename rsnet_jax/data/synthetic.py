@@ -12,7 +12,7 @@ small grid means coarse voxels. Deterministic by seed.
 
 CLI: ``python -m rsnet_jax.data.synthetic --out DIR --num-cases N --seed S
 [--layout brats2021|brats2023|brats2015] [--shape X,Y,Z] [--pathology glioma|ms]
-[--drop-one-sequence]`` (``brats2015``
+[--variability classic|wide] [--drop-one-sequence]`` (``brats2015``
 writes ``.mha`` files in VSD folders and needs SimpleITK: ``pip install 'rsnet_jax[mha]'``; ``ms``
 writes T1, T2, FLAIR and PD with white-matter lesions labelled 1, in the brats2021 naming).
 """
@@ -49,6 +49,17 @@ _CONTRAST = {
     't2': (0.0, 1.00, 0.60, 0.38, 0.90, 0.82, 0.62, 0.80),
     'flair': (0.0, 0.10, 0.55, 0.40, 0.55, 0.95, 0.75, 0.90),
     'pd': (0.0, 0.80, 0.78, 0.62, 0.85, 0.85, 0.80, 0.92),
+}
+# The ranges each case's anatomy and contrasts are drawn from: ``classic`` (the demo's cohort) and
+# ``wide`` (cohorts that vary as real ones do: head size, ventricles, tumour place and size,
+# contrasts, bias, noise and resolution). The same seed draws the same numbers in the same order.
+VARIABILITY = {
+    'classic': {'brain_scale': (0.9, 1.05), 'ventricle_scale': (0.8, 1.3), 'core_radius': (10.0, 22.0),
+                'tumour_offset': (0.15, 0.55), 'edema_extent': (1.5, 2.4), 'contrast': (0.85, 1.15),
+                'bias': 0.1, 'noise': 0.02, 'blur': 0.0},
+    'wide': {'brain_scale': (0.8, 1.15), 'ventricle_scale': (0.6, 1.9), 'core_radius': (6.0, 28.0),
+             'tumour_offset': (0.05, 0.75), 'edema_extent': (1.2, 3.0), 'contrast': (0.7, 1.3),
+             'bias': 0.25, 'noise': 0.05, 'blur': 1.0},
 }
 # MS lesion sizes drawn per lesion: (probability, voxels low, voxels high), the paper's size bins.
 _LESION_SIZES = ((0.5, 3, 10), (0.3, 11, 50), (0.2, 51, 300))
@@ -94,12 +105,18 @@ def _add_lesions(rng: np.random.Generator, tissue: np.ndarray) -> None:
 
 
 def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE,
-                  pathology: str = 'glioma') -> Case:
+                  pathology: str = 'glioma', variability: str = 'classic') -> Case:
   """Generates one case on a ``shape`` voxel grid covering the BraTS field of view (``glioma``: a
   tumour, BraTS's four sequences) or an MNI-like box (``ms``: white-matter lesions labelled 1, T1,
-  T2, FLAIR and PD)."""
+  T2, FLAIR and PD), its anatomy and contrasts drawn from ``VARIABILITY[variability]`` (``wide``:
+  each sequence also blurred by up to ``blur`` voxels more along a random axis, as thicker slices
+  are)."""
   if pathology not in PATHOLOGIES:
     raise ValueError(f'pathology must be one of {sorted(PATHOLOGIES)}, got {pathology!r}')
+  if variability not in VARIABILITY:
+    raise UserError(f'synthetic variability must be one of {sorted(VARIABILITY)}, got '
+                    f'{variability!r}')
+  v = VARIABILITY[variability]
   rng = np.random.default_rng(seed)
   shape = tuple(int(s) for s in shape)
   fov = FIELD_OF_VIEW_MM if pathology == 'glioma' else MS_FIELD_OF_VIEW_MM
@@ -109,7 +126,7 @@ def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE,
   noise_sigma = 12.0 / spacing.mean()  # ~12 mm correlation length
 
   # Brain: an ellipsoid with a bumpy surface; a grey-matter ribbon folded by smooth noise.
-  brain_radii = np.array([68.0, 85.0, 60.0]) * rng.uniform(0.9, 1.05, 3)
+  brain_radii = np.array([68.0, 85.0, 60.0]) * rng.uniform(*v['brain_scale'], 3)
   brain_center = rng.normal(0, 3, 3)
   r = _ellipsoid_distance(grid, brain_center, brain_radii)
   r = r + 0.04 * _smooth_noise(rng, shape, noise_sigma)
@@ -121,13 +138,13 @@ def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE,
   # Ventricles: two lateral ellipsoids near the centre.
   for side in (-1, 1):
     c = brain_center + np.array([side * 9.0, rng.normal(5, 3), rng.normal(8, 2)])
-    vr = np.array([6.0, 22.0, 9.0]) * rng.uniform(0.8, 1.3)
+    vr = np.array([6.0, 22.0, 9.0]) * rng.uniform(*v['ventricle_scale'])
     tissue[_ellipsoid_distance(grid, c, vr) < 1.0] = CSF
 
   if pathology == 'ms':
     _add_lesions(rng, tissue)
   else:
-    _add_tumour(rng, tissue, grid, r, brain_center, brain_radii, noise_sigma)
+    _add_tumour(rng, tissue, grid, r, brain_center, brain_radii, noise_sigma, v)
   seg = np.zeros(shape, np.uint8)
   for t, label in (_TISSUE_TO_LABEL if pathology == 'glioma' else {LESION: 1}).items():
     seg[tissue == t] = label
@@ -137,12 +154,17 @@ def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE,
   images = {}
   for modality in PATHOLOGIES[pathology]:
     contrast = _CONTRAST[modality][:LESION + (pathology == 'ms')]  # (glioma draws as it always did)
-    levels = np.array(contrast) * rng.uniform(0.85, 1.15, len(contrast))  # per-case contrast
+    levels = np.array(contrast) * rng.uniform(*v['contrast'], len(contrast))  # per-case contrast
     img = levels[tissue] * (1.0 + texture)
-    img = ndimage.gaussian_filter(img, 0.6)  # partial volume
-    bias = np.exp(0.1 * _smooth_noise(rng, shape, 3 * noise_sigma))
+    blur = 0.6  # partial volume
+    if variability != 'classic':  # and a thicker acquisition along one axis, drawn per sequence
+      axis, extra = rng.integers(3), rng.uniform(0, v['blur'])
+      blur = [0.6 + extra * (a == axis) for a in range(3)]
+    img = ndimage.gaussian_filter(img, blur)
+    bias = np.exp(v['bias'] * _smooth_noise(rng, shape, 3 * noise_sigma))
     img = img * bias
-    sigma = 0.02 * img[brain].mean()
+    sigma = (v['noise'] if variability == 'classic' else rng.uniform(0.01, v['noise'])) * img[
+        brain].mean()
     img = np.sqrt((img + rng.normal(0, sigma, shape))**2 + rng.normal(0, sigma, shape)**2)
     img[~brain] = 0.0
     images[modality] = (img * rng.uniform(600, 1400)).astype(np.float32)
@@ -153,18 +175,18 @@ def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE,
   return Case(images=images, seg=seg, tissue=tissue, affine=affine)
 
 
-def _add_tumour(rng, tissue, grid, r, brain_center, brain_radii, noise_sigma) -> None:
+def _add_tumour(rng, tissue, grid, r, brain_center, brain_radii, noise_sigma, v) -> None:
   """A glioma in ``tissue`` (in place): edema > enhancing rim > necrotic core, irregular, inside
   the inner half of the brain (``r``: the normalised brain radius per voxel)."""
   shape = tissue.shape
   core_radius = rng.uniform(10.0, 22.0)
   direction = rng.standard_normal(3)
   offset = direction / np.linalg.norm(direction) * rng.uniform(0.15, 0.55)
-  tc = brain_center + offset * brain_radii  # inside the inner half of the brain
+  tc = brain_center + offset * brain_radii
   tumour_r = _ellipsoid_distance(grid, tc, core_radius * rng.uniform(0.75, 1.25, 3))
   tumour_r = tumour_r + 0.15 * _smooth_noise(rng, shape, noise_sigma / 2)
   inside_brain = r < 0.98
-  edema_extent = rng.uniform(1.5, 2.4)
+  edema_extent = rng.uniform(*v['edema_extent'])
   tissue[(tumour_r < edema_extent) & inside_brain & (tissue != BG)] = EDEMA
   tissue[(tumour_r < 1.0) & inside_brain] = ENHANCING
   necrosis_frac = rng.uniform(0.0, 0.7)  # some low-grade-like cases have (almost) no necrosis
@@ -192,7 +214,8 @@ def write_case(case: Case, case_dir: str, case_id: str, layout: str, vsd_id: int
 
 def generate_dataset(out_dir: str, num_cases: int, seed: int, layout: str = 'brats2021',
                      shape: tuple[int, int, int] = BRATS_SHAPE,
-                     pathology: str = 'glioma', drop_one_sequence: bool = False) -> list[str]:
+                     pathology: str = 'glioma', drop_one_sequence: bool = False,
+                     variability: str = 'classic') -> list[str]:
   """Writes ``num_cases`` cases under ``out_dir``; returns their folders. Case ``i`` uses seed
   ``seed * 100003 + i``, so a dataset is a prefix of any larger one with the same seed. MS cases
   (``pathology='ms'``) are written in the ``brats2021`` naming, with ``<case>_pd.nii.gz``.
@@ -208,7 +231,7 @@ def generate_dataset(out_dir: str, num_cases: int, seed: int, layout: str = 'bra
   for i in range(num_cases):
     case_id = names[layout].format(i) if pathology == 'glioma' else f'MS_{i:05d}'
     case_dir = os.path.join(out_dir, case_id)
-    case = generate_case(seed * 100003 + i, shape, pathology)
+    case = generate_case(seed * 100003 + i, shape, pathology, variability)
     leave_out = None
     if drop_one_sequence:  # a seeded order per four cases: each sequence missing equally often
       order = np.random.default_rng([seed, i // 4, 1]).permutation(4)
@@ -235,12 +258,14 @@ def main(argv: list[str] | None = None) -> None:
                       help='voxel grid X,Y,Z (default 240,240,155 = BraTS at 1 mm; for ms '
                       '180,216,60 = 1 x 1 x 3 mm)')
   parser.add_argument('--pathology', choices=sorted(PATHOLOGIES), default='glioma')
+  parser.add_argument('--variability', choices=sorted(VARIABILITY), default='classic',
+                      help="the ranges anatomy and contrasts are drawn from (VARIABILITY)")
   parser.add_argument('--drop-one-sequence', action='store_true',
                       help='leave one sequence out of each case, at random (BraSyn validation)')
   args = parser.parse_args(argv)
   shape = args.shape or (BRATS_SHAPE if args.pathology == 'glioma' else MS_SHAPE)
   for d in generate_dataset(args.out, args.num_cases, args.seed, args.layout, shape,
-                            args.pathology, args.drop_one_sequence):
+                            args.pathology, args.drop_one_sequence, args.variability):
     print(d)
 
 

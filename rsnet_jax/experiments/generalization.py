@@ -54,18 +54,24 @@ def ood_cases(config: ml_collections.ConfigDict, workdir: str) -> list[layouts.C
   return layouts.discover(folder, layouts.from_config(config.data))
 
 
-def _score(model: common.Model, case) -> tuple[dict[str, float], dict, dict]:
-  """One case's figures, with the brain-mean baseline's PSNR subtracted (dB above it)."""
-  example, meta = model.load(case)
-  out = model(example)
-  row = evaluate.score(example, out, orientation.spacing(meta.affine))
+def scores(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
+           spacing: tuple[float, ...]) -> dict[str, float]:
+  """`evaluate.score` of one case's outputs, plus how many dB its synthesis is above the baseline
+  that predicts the brain's mean target intensity everywhere in the brain (and in the tumour)."""
+  row = evaluate.score(example, out, spacing)
   brain = example['brain'] > 0
   truth = example['target'][..., 0]
   mean = np.where(brain, truth[brain].mean(), 0.0)
   tumour = brain & (example['labels'] > 0)
   row['psnr_brain_vs_mean'] = row['psnr_brain'] - metrics.psnr(truth, mean, brain)
   row['psnr_tumour_vs_mean'] = row['psnr_tumour'] - metrics.psnr(truth, mean, tumour)
-  return row, example, out
+  return row
+
+
+def _score(model: common.Model, case) -> tuple[dict[str, float], dict, dict]:
+  example, meta = model.load(case)
+  out = model(example)
+  return scores(example, out, orientation.spacing(meta.affine)), example, out
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
