@@ -40,7 +40,7 @@ def main() -> None:
   args = parser.parse_args()
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   from absl import flags  # pylint: disable=g-import-not-at-top
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from configs import paper  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import layouts  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import synthetic  # pylint: disable=g-import-not-at-top
@@ -55,7 +55,7 @@ def main() -> None:
           file=sys.stderr)
   cases = layouts.discover(args.data)
   size = sum(os.path.getsize(p) for c in cases for p in c.files.values()) / len(cases) / 2**20
-  config = default.get_config()
+  config = paper.get_config()
   if args.crop:
     config.data.crop_shape = tuple(int(s) for s in args.crop.split(','))
   task = pipeline.Task.from_config(config)

@@ -86,13 +86,13 @@ def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | 
   import functools  # pylint: disable=g-import-not-at-top
   import jax  # pylint: disable=g-import-not-at-top
   import numpy as np  # pylint: disable=g-import-not-at-top
-  from configs import default  # pylint: disable=g-import-not-at-top
+  from configs import paper  # pylint: disable=g-import-not-at-top
   from rsnet_jax.runtime import compile_options
   from rsnet_jax.training import train  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   options = compile_options.for_backend()  # as the training loop compiles it
   remat, dtype, donate, conv_impl = JAX_LEVERS[variant]
-  config = default.get_config()
+  config = paper.get_config()
   config.model.remat, config.model.dtype, config.model.conv_impl = remat, dtype, conv_impl
   task = pipeline.Task.from_config(config)
   state = train.create_train_state(config, task, jax.random.key(0))

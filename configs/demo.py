@@ -9,11 +9,11 @@ background), a 20-step warm-up and a cosine decay of the learning rate, and a 10
 the paper's.
 """
 
-from configs import default
+from configs import paper
 
 
 def get_config():
-  config = default.get_config()
+  config = paper.get_config()
   config.data.synthetic_cases = 16
   config.data.synthetic_shape = (40, 40, 36)  # the BraTS field of view at 6 x 6 x 4.3 mm
   config.data.crop_shape = (32, 32, 32)  # around the brain, as the paper's crop

@@ -1,4 +1,5 @@
-"""configs/paper.py holds the paper's settings (Sec. II-III), whatever the default recommends."""
+"""configs/paper.py holds the paper's settings (Sec. II-III); configs/default.py departs from them only
+where it names the departure."""
 
 from configs import paper
 
@@ -14,3 +15,20 @@ def test_paper_config_holds_the_papers_settings():
   assert c.uncertainty.num_mc_samples == 20
   assert not c.augment.random_crop and all(
       v == 0 for k, v in c.augment.items() if k.endswith('_probability'))
+
+
+def _flat(d, prefix=''):
+  out = {}
+  for k, v in d.items():
+    out.update(_flat(v, f'{prefix}{k}.') if isinstance(v, dict) else {f'{prefix}{k}': v})
+  return out
+
+
+def test_default_departs_from_the_paper_only_where_it_says():
+  from configs import default  # pylint: disable=g-import-not-at-top
+  ours, theirs = _flat(default.get_config().to_dict()), _flat(paper.get_config().to_dict())
+  assert ours.keys() == theirs.keys()
+  differ = {k for k in ours if ours[k] != theirs[k]}
+  assert differ == {'loss.region', 'optim.learning_rate', 'optim.warmup_steps', 'optim.schedule'} | {
+      f'augment.{name}_probability' for name in default.RECOMMENDED_AUGMENTATION}
+  assert ours['loss.region'] == 'brain' and ours['optim.schedule'] == 'cosine'

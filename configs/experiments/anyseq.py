@@ -18,7 +18,7 @@ Full size (the paper's settings: 184x200x152 crops, 240 epochs, its learning rat
 
 import ml_collections
 
-from configs import default
+from configs import paper
 from configs import demo
 
 
@@ -26,7 +26,7 @@ def get_config(size: str = 'cpu') -> ml_collections.ConfigDict:
   if size not in ('cpu', 'full'):
     raise ValueError(f"configs/experiments/anyseq.py: size must be 'cpu' or 'full', got {size!r}")
   if size == 'full':
-    config = default.get_config()
+    config = paper.get_config()
   else:
     config = demo.get_config()
     config.data.synthetic_cases = 24  # 18 train / 3 validation / 3 test

@@ -12,23 +12,14 @@ train.num_epochs. Your own out-of-family cases: --config.experiment.ood_data_dir
 
 import ml_collections
 
+from configs import default
 from configs import demo
 
 
 def get_config() -> ml_collections.ConfigDict:
   config = demo.get_config()
   config.train.predict_test_cases = False
-  # The augmentation under test: nnU-Net's probabilities for the transforms it shares with us.
-  a = config.augment
-  a.mirror_probability = 0.5
-  a.rotate_probability = 0.2
-  a.scale_probability = 0.2
-  a.elastic_probability = 0.2
-  a.gamma_probability = 0.3
-  a.contrast_probability = 0.15
-  a.bias_field_probability = 0.1
-  a.noise_probability = 0.1
-  a.blur_probability = 0.2
+  default.augment(config)  # the augmentation under test: the one configs/default.py recommends
   config.experiment = ml_collections.ConfigDict()
   config.experiment.name = 'generalization'
   config.experiment.ood_cases = 8  # cases of the independent family, generated into WORKDIR

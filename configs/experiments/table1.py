@@ -9,11 +9,11 @@ Run: python -m rsnet_jax.main --config configs/experiments/table1.py --workdir r
 
 import ml_collections
 
-from configs import default
+from configs import paper
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = default.get_config()
+  config = paper.get_config()
   config.data.normalization = 'brats2015'
   config.data.inputs = ('t1',)
   config.data.complementary = 't1'  # the only input

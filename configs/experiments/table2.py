@@ -13,11 +13,11 @@ validation split: 57 of 285 cases with the default fractions).
 
 import ml_collections
 
-from configs import default
+from configs import paper
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = default.get_config()
+  config = paper.get_config()
   config.experiment = ml_collections.ConfigDict()
   config.experiment.name = 'swap'
   config.experiment.targets = ('t1', 't2', 'flair', 't1ce')

@@ -11,11 +11,11 @@ fig4_flair.png, fig5_t2.png.
 
 import ml_collections
 
-from configs import default
+from configs import paper
 
 
 def get_config() -> ml_collections.ConfigDict:
-  config = default.get_config()
+  config = paper.get_config()
   config.data.modalities = ('t1', 't2', 'flair', 'pd')
   config.data.synthetic_pathology = 'ms'
   config.data.synthetic_shape = (180, 216, 60)  # 1 x 1 x 3 mm
