@@ -33,12 +33,15 @@ def main() -> None:
   parser.add_argument('--augment', action='store_true', help="the run's augmentation settings")
   parser.add_argument('--features', default='8,16,32,64,128,8', help="BasicUNet's features")
   parser.add_argument('--threads', type=int, default=2)
+  parser.add_argument('--ood-dir', default='', help="the run's experiment.ood_data_dir, if set")
+  parser.add_argument('--steps', type=int, default=0, help='0: as many as the run trained')
   args = parser.parse_args()
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
   import ml_collections  # pylint: disable=g-import-not-at-top
   from monai.losses import DiceCELoss  # pylint: disable=g-import-not-at-top
   from monai.networks.nets import BasicUNet  # pylint: disable=g-import-not-at-top
   import torch  # pylint: disable=g-import-not-at-top
+  from rsnet_jax.data import layouts  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import orientation  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   from rsnet_jax.evaluation import report  # pylint: disable=g-import-not-at-top
@@ -58,7 +61,8 @@ def main() -> None:
   net = BasicUNet(spatial_dims=3, in_channels=len(task.inputs), out_channels=c + 1,
                   features=tuple(int(f) for f in args.features.split(',')))
   params = sum(p.numel() for p in net.parameters())
-  steps = len(splits['train']) * config.train.num_epochs
+  print(f'BasicUNet features {args.features}: {params:,} parameters', file=sys.stderr, flush=True)
+  steps = args.steps or len(splits['train']) * config.train.num_epochs
   o = config.optim
   opt = torch.optim.Adam(net.parameters(), lr=o.learning_rate, betas=(o.b1, o.b2), eps=o.eps)
   warm = o.warmup_steps
@@ -70,7 +74,7 @@ def main() -> None:
       splits['train'], task, 1, config.train.num_epochs, config.seed, config=config), 0)
   start = time.perf_counter()
   net.train()
-  for step, batch in enumerate(stream):
+  for step, batch in zip(range(steps), stream):
     x = torch.from_numpy(np.moveaxis(batch['inputs'], -1, 1))
     out = net(x)
     labels = torch.from_numpy(batch['labels'][:, None].astype(np.int64))
@@ -89,8 +93,9 @@ def main() -> None:
 
   net.eval()
   split_name, home = common.held_out(splits)
-  families = {f'same family ({split_name})': home,
-              'independent family': generalization.ood_cases(config, args.workdir)}
+  ood = layouts.discover(args.ood_dir or os.path.join(args.workdir, 'relaxometry'),
+                         layouts.from_config(config.data))
+  families = {f'same family ({split_name})': home, 'independent family': ood}
   rows = []
   for family, cases in families.items():
     per_case = []

@@ -101,6 +101,8 @@ def test_bad_settings_are_refused():
     augment.validate(tiny_config(**{'augment.gamma_probability': 1.5}))
   with pytest.raises(UserError, match='data.crop_shape'):
     augment.validate(tiny_config(**{'augment.random_crop': True}))
+  with pytest.raises(UserError, match='augment.blur_probability'):  # refused even when all is off
+    pipeline.LoadTrainingExample(None, tiny_config(**{'augment.blur_probability': -0.5}), 0)
 
 
 def _stream(cases, task, config, start=0, shard=(0, 1), batch=2):

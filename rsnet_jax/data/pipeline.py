@@ -196,9 +196,9 @@ class LoadTrainingExample(grain.transforms.Map):
 
   def __init__(self, task: Task, config: ml_collections.ConfigDict | None, seed: int):
     self.config, self.seed = config, seed
-    self.on = config is not None and augment.enabled(config)
-    if self.on:
+    if config is not None and config.get('augment') is not None:
       augment.validate(config)
+    self.on = config is not None and augment.enabled(config)
     self.random_crop = self.on and config.augment.random_crop
     # A random crop draws its window from the whole (padded) volume.
     self.task = dataclasses.replace(task, crop_shape=None) if self.random_crop else task
