@@ -29,6 +29,7 @@ def test_default_departs_from_the_paper_only_where_it_says():
   ours, theirs = _flat(default.get_config().to_dict()), _flat(paper.get_config().to_dict())
   assert ours.keys() == theirs.keys()
   differ = {k for k in ours if ours[k] != theirs[k]}
-  assert differ == {'loss.region', 'optim.learning_rate', 'optim.warmup_steps', 'optim.schedule'} | {
+  assert differ == {'loss.region', 'optim.learning_rate', 'optim.warmup_steps', 'optim.schedule',
+                    'model.activation'} | {
       f'augment.{name}_probability' for name in default.RECOMMENDED_AUGMENTATION}
   assert ours['loss.region'] == 'brain' and ours['optim.schedule'] == 'cosine'
