@@ -176,12 +176,13 @@ def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE,
 
 
 def _add_tumour(rng, tissue, grid, r, brain_center, brain_radii, noise_sigma, v) -> None:
-  """A glioma in ``tissue`` (in place): edema > enhancing rim > necrotic core, irregular, inside
-  the inner half of the brain (``r``: the normalised brain radius per voxel)."""
+  """A glioma in ``tissue`` (in place): edema > enhancing rim > necrotic core, irregular, at a
+  fraction ``v['tumour_offset']`` of the brain's radii from its centre (``r``: the normalised brain
+  radius per voxel; ``v``: the `VARIABILITY` ranges)."""
   shape = tissue.shape
-  core_radius = rng.uniform(10.0, 22.0)
+  core_radius = rng.uniform(*v['core_radius'])
   direction = rng.standard_normal(3)
-  offset = direction / np.linalg.norm(direction) * rng.uniform(0.15, 0.55)
+  offset = direction / np.linalg.norm(direction) * rng.uniform(*v['tumour_offset'])
   tc = brain_center + offset * brain_radii
   tumour_r = _ellipsoid_distance(grid, tc, core_radius * rng.uniform(0.75, 1.25, 3))
   tumour_r = tumour_r + 0.15 * _smooth_noise(rng, shape, noise_sigma / 2)
