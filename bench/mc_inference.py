@@ -54,7 +54,8 @@ def run_variant(name: str, shape: tuple[int, ...], samples: int, repeats: int,
       return [compiled(p, b, s) for s in jax.random.split(k[0], samples)]
   else:
     compiled = jax.jit(functools.partial(
-        forward_pass.forward, apply_fn=model.apply, num_mc_samples=samples, mc_chunk_size=chunk or None,
+        forward_pass.forward, apply_fn=model.apply, num_mc_samples=samples,
+        mc_chunk_size=chunk or None,
         share_prefix=share), compiler_options=options).lower(params, batch, keys(2)).compile()
     fn = compiled
   temp_gib = compiled.memory_analysis().temp_size_in_bytes / 2**30

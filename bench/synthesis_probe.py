@@ -57,7 +57,8 @@ def main(argv) -> None:
   step = jax.jit(functools.partial(train.train_step, config=config, class_ratios=ratios,
                                    steps_per_epoch=len(examples['train'])))
   state = train.create_train_state(config, task, jax.random.key(config.seed), num_steps=num_steps)
-  forward = jax.jit(functools.partial(forward_pass.forward, apply_fn=state.apply_fn, num_mc_samples=0))
+  forward = jax.jit(functools.partial(forward_pass.forward, apply_fn=state.apply_fn,
+                                      num_mc_samples=0))
   batches = [jax.tree.map(lambda a: jnp.asarray(a)[None], e) for e in examples['train']]
   rng, order, start = np.random.default_rng(config.seed), [], time.time()
   for i in range(1, num_steps + 1):

@@ -103,8 +103,8 @@ def run_uncertainty(config, workdir, state, task, splits) -> None:
   name = _held_out(splits)
   out_dir = os.path.join(workdir, 'uncertainty')
   key = jax.random.fold_in(jax.random.key(config.seed), 2)
-  result = uncertainty_study.study_cases(config, state.params, state.apply_fn, task, splits[name], out_dir,
-                             name, key)
+  result = uncertainty_study.study_cases(config, state.params, state.apply_fn, task, splits[name],
+                                         out_dir, name, key)
   headline = ('spearman_var_sqerr', 'ause', 'variance_healthy', 'variance_WT', 'ece_brain',
               'mutual_information_healthy', 'mutual_information_WT')
   print(f'uncertainty study on the {name} split ({len(splits[name])} cases, '

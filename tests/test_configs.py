@@ -1,5 +1,5 @@
-"""configs/paper.py holds the paper's settings (Sec. II-III); configs/default.py departs from them only
-where it names the departure."""
+"""configs/paper.py holds the paper's settings (Sec. II-III); configs/default.py departs from them
+only where it names the departure."""
 
 from configs import paper
 

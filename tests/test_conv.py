@@ -199,7 +199,8 @@ def test_checkpoint_saved_with_one_impl_restores_and_predicts_the_same_with_anot
     restored, step = checkpoints.restore_params(str(tmp_path), config, fresh, 'latest')
     assert step == 1
     jax.tree.map(np.testing.assert_array_equal, restored.params, state.params)
-    fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=restored.apply_fn, num_mc_samples=2))
+    fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=restored.apply_fn,
+                                   num_mc_samples=2))
     outputs[impl] = predict.predict_example(fn, restored.params, example, jax.random.key(3))
   for name in outputs['xla']:
     np.testing.assert_allclose(outputs['fold'][name], outputs['xla'][name], rtol=1e-4, atol=1e-5,

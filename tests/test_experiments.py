@@ -167,7 +167,8 @@ def test_generalization_check_end_to_end(tmp_path):
   record = json.loads((workdir / 'generalization.json').read_text())
   assert set(record['summary']) == {'no_augmentation', 'augmentation'}
   for model in record['per_case'].values():
-    assert [len(rows) for rows in model.values()] == [1, 2]  # 1 held-out case, 2 of the other family
+    # 1 held-out case, 2 of the other family
+    assert [len(rows) for rows in model.values()] == [1, 2]
     assert all(set(r) >= {'dice_WT', 'psnr_brain', 'psnr_tumour_vs_mean'}
                for rows in model.values() for r in rows.values())
   # The augmented model saw other examples: its parameters, and so its figures, differ.

@@ -37,15 +37,15 @@ def test_auto_chunk_fits_the_budget_and_gives_the_same_samples(tiny_dataset):
   plans, samples = {}, {}
   for chunk in (4, 2, 1):
     fn = forward_pass.MCForward(tiny_config(**{'predict.num_mc_samples': 4,
-                                         'predict.mc_chunk_size': chunk}), state.apply_fn, 4)
+                                               'predict.mc_chunk_size': chunk}), state.apply_fn, 4)
     samples[chunk] = fn(state.params, batch, keys)
     plans[chunk] = memory.plan(next(iter(fn._compiled.values())))  # pylint: disable=protected-access
   assert plans[4] > plans[2] > plans[1]
 
   # A budget between the plans of chunks 2 and 4: 'auto' takes 2, and its samples are chunk 2's.
   gib = (plans[2] + plans[4]) / 2 / 2**30
-  auto = forward_pass.MCForward(tiny_config(**{'predict.num_mc_samples': 4, 'memory_budget_gib': gib}),
-                          state.apply_fn, 4)
+  auto = forward_pass.MCForward(
+      tiny_config(**{'predict.num_mc_samples': 4, 'memory_budget_gib': gib}), state.apply_fn, 4)
   out = auto(state.params, batch, keys)
   assert list(auto.chunk_sizes.values()) == [2]
   assert samples[2].keys() == out.keys()
@@ -54,13 +54,14 @@ def test_auto_chunk_fits_the_budget_and_gives_the_same_samples(tiny_dataset):
 
   # Below even one sample at a time: refused, naming the levers.
   small = forward_pass.MCForward(tiny_config(**{'predict.num_mc_samples': 4,
-                                          'memory_budget_gib': plans[1] / 2 / 2**30}),
-                           state.apply_fn, 4)
+                                                'memory_budget_gib': plans[1] / 2 / 2**30}),
+                                 state.apply_fn, 4)
   with pytest.raises(UserError, match=r'even one sample at a time.*predict.window_shape'):
     small(state.params, batch, keys)
   with pytest.raises(UserError, match="mc_chunk_size must be 'auto' or a number"):
-    forward_pass.MCForward(tiny_config(**{'predict.num_mc_samples': 4, 'predict.mc_chunk_size': 'x'}),
-                     state.apply_fn, 4)(state.params, batch, keys)
+    forward_pass.MCForward(
+        tiny_config(**{'predict.num_mc_samples': 4, 'predict.mc_chunk_size': 'x'}),
+        state.apply_fn, 4)(state.params, batch, keys)
 
 
 @pytest.mark.slow  # a checkpoint or training run: left out of the quick tier

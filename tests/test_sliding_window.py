@@ -58,7 +58,8 @@ def test_network_on_windows_next_to_one_pass(tiny_dataset):
   example, _ = pipeline.load_case(case, task)
   key = jax.random.key(3)
   for mc in (0, 2):
-    fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=state.apply_fn, num_mc_samples=mc))
+    fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=state.apply_fn,
+                                   num_mc_samples=mc))
     k = key if mc else None
     whole = predict.predict_example(fn, state.params, example, k)
     covering = predict.predict_example(fn, state.params, example, k, window=(32, 32, 32))

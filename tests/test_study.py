@@ -27,8 +27,8 @@ def _study(tiny_dataset, out_dir, dropout_rate):
   task = pipeline.Task.from_config(config)
   cases = layouts.discover(tiny_dataset)[:2]
   state = train.create_train_state(config, task, jax.random.key(0))
-  return uncertainty_study.study_cases(config, state.params, state.apply_fn, task, cases, str(out_dir), 'test',
-                           jax.random.key(1))
+  return uncertainty_study.study_cases(config, state.params, state.apply_fn, task, cases,
+                                       str(out_dir), 'test', jax.random.key(1))
 
 
 def test_study_writes_tables_figures_and_valid_numbers(tiny_dataset, tmp_path):
@@ -102,7 +102,7 @@ def test_fig3_gets_a_column_per_model(tiny_dataset, tmp_path):
   task = pipeline.Task.from_config(config)
   flair = train.create_train_state(config, task, jax.random.key(0))
   cases = layouts.discover(tiny_dataset)[:1]
-  uncertainty_study.study_cases(config, flair.params, flair.apply_fn, task, cases, str(tmp_path), 'test',
-                    jax.random.key(1))
+  uncertainty_study.study_cases(config, flair.params, flair.apply_fn, task, cases, str(tmp_path),
+                                'test', jax.random.key(1))
   figure = report.read_png(str(tmp_path / f'fig3_{cases[0].case_id}.png'))
   assert figure.shape[:2] == (800, 2 * 280)  # 3 rows; T2 and FLAIR columns of 2.8 in at 100 dpi

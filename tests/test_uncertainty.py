@@ -57,8 +57,9 @@ def test_model_mc_dropout_loop_vmap_chunked_agree(tiny_model):
   model, params, batch = tiny_model
   x = batch['inputs']
   key = jax.random.key(2)
-  runs = {c: jax.jit(functools.partial(forward_pass.forward, apply_fn=model.apply, num_mc_samples=5,
-                                       mc_chunk_size=c))(params, batch, key[None]) for c in (None, 2)}
+  runs = {c: jax.jit(functools.partial(forward_pass.forward, apply_fn=model.apply,
+                                       num_mc_samples=5, mc_chunk_size=c))(params, batch, key[None])
+          for c in (None, 2)}
 
   @jax.jit
   def sample(k):

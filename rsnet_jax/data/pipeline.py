@@ -191,8 +191,9 @@ class _ShardCase(grain.transforms.Map):
 
 
 class LoadTrainingExample(grain.transforms.Map):
-  """Grain transform: ``(g, case)`` -> the example of element ``g`` of the training stream, augmented
-  by ``config.augment`` with `augment.example_rng(seed, g)` (unaugmented when it is all off)."""
+  """Grain transform: ``(g, case)`` -> the example of element ``g`` of the training stream,
+  augmented by ``config.augment`` with `augment.example_rng(seed, g)` (as read when it is all
+  off)."""
 
   def __init__(self, task: Task, config: ml_collections.ConfigDict | None, seed: int):
     self.config, self.seed = config, seed

@@ -46,7 +46,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   'std'}}}``."""
   targets = tuple(config.experiment.targets)
   snet, synthesizers, splits = swap.protocol_models(config, workdir, ('rsnet',))
-  one = common.Model(common.model_config(config, 'anyseq', targets[0]), os.path.join(workdir, 'anyseq'), splits)
+  one = common.Model(common.model_config(config, 'anyseq', targets[0]),
+                     os.path.join(workdir, 'anyseq'), splits)
   synthesizers.update({('anyseq', t): WithoutSequence(one, t) for t in targets})
   split_name, cases = common.held_out(splits)
   per_case, summary = swap.swap_scores(cases, snet, synthesizers, 'anyseq comparison')

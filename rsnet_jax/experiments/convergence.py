@@ -39,7 +39,8 @@ def _claim(summary: dict, a: str, b: str, metric: str, text: str) -> str:
   if a not in summary or b not in summary:
     return f'- {text}: needs {common.VARIANT_NAMES[a]} and {common.VARIANT_NAMES[b]}.'
   (ma, sa), (mb, sb) = ((summary[m][metric]['mean'], summary[m][metric]['std']) for m in (a, b))
-  return (f'- {text}: {common.VARIANT_NAMES[a]} {ma:.3f} +- {sa:.3f}, {common.VARIANT_NAMES[b]} {mb:.3f} +- '
+  return (f'- {text}: {common.VARIANT_NAMES[a]} {ma:.3f} +- {sa:.3f}, '
+          f'{common.VARIANT_NAMES[b]} {mb:.3f} +- '
           f'{sb:.3f} (difference {ma - mb:+.3f}).')
 
 
@@ -49,7 +50,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   target, variants = config.data.target, tuple(config.experiment.variants)
   unknown = set(variants) - set(common.VARIANT_NAMES)
   if unknown:
-    raise UserError(f'experiment.variants: unknown {sorted(unknown)}; use {sorted(common.VARIANT_NAMES)}')
+    raise UserError(f'experiment.variants: unknown {sorted(unknown)}; use '
+                    f'{sorted(common.VARIANT_NAMES)}')
   first = common.model_config(config, variants[0], target)
   splits = pipeline.dataset_splits(first, workdir, pipeline.Task.from_config(first))
   split_name, cases = common.held_out(splits)

@@ -48,7 +48,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                                   config.data.split_seed)):
     for t in e.targets:
       model = common.Model(common.model_config(config, config.model.variant, t, config.data.inputs),
-                    os.path.join(workdir, f'fold{f}_{t}'), split)
+                           os.path.join(workdir, f'fold{f}_{t}'), split)
       for case in split['test']:
         example, _ = model.load(case)
         brain = example['brain'] > 0
@@ -68,7 +68,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
            '+- std over all test cases.', '',
            '| target | SSIM (eq. 5) | SSIM (windowed) | PSNR (dB) |', '|---|---|---|---|']
   for t, s in summary.items():
-    lines.append(f'| {common.NAMES[t]} | {s["ssim_brain"]["mean"]:.3f} +- {s["ssim_brain"]["std"]:.3f} | '
+    lines.append(f'| {common.NAMES[t]} | '
+                 f'{s["ssim_brain"]["mean"]:.3f} +- {s["ssim_brain"]["std"]:.3f} | '
                  f'{s["ssim_windowed_brain"]["mean"]:.3f} +- {s["ssim_windowed_brain"]["std"]:.3f}'
                  f' | {s["psnr_brain"]["mean"]:.2f} +- {s["psnr_brain"]["std"]:.2f} |')
   files.write_text(os.path.join(workdir, 'table1.md'), '\n'.join(lines) + '\n')

@@ -48,7 +48,8 @@ def swap_outputs(case, snet: common.Model, synthesizers: dict[tuple[str, str], c
     swapped['inputs'][..., snet.task.inputs.index(t)] = on_snet_grid * example['brain']
     rows[common.label(variant, t)] = (common.full(snet(swapped)['probabilities'], meta), quality)
     if 'probabilities' in out:
-      rows[f'{common.label(variant, t)} segmentation'] = (common.full(out['probabilities'], own_meta), {})
+      rows[f'{common.label(variant, t)} segmentation'] = (
+          common.full(out['probabilities'], own_meta), {})
   return common.full(example['labels'], meta), orientation.spacing(meta.affine), rows
 
 
@@ -74,7 +75,7 @@ def protocol_models(config: ml_collections.ConfigDict, workdir: str,
   splits = pipeline.dataset_splits(snet_config, workdir, pipeline.Task.from_config(snet_config))
   snet = common.Model(snet_config, os.path.join(workdir, 'snet'), splits)
   synthesizers = {(variant, t): common.Model(common.model_config(config, variant, t),
-                                      os.path.join(workdir, f'{variant}_{t}'), splits)
+                                             os.path.join(workdir, f'{variant}_{t}'), splits)
                   for t in targets for variant in variants}
   return snet, synthesizers, splits
 

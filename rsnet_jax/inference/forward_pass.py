@@ -69,7 +69,6 @@ def forward(params, batch: dict[str, Array], keys: Array | None, *, apply_fn, nu
   return jax.vmap(one_example)(inputs, keys)
 
 
-
 class MCForward:
   """`forward` jitted for ``num_mc_samples`` samples, compiled once per input shape with
   ``mc_chunk_size`` (an int, 0 = all at once) or, for ``'auto'``, the largest of
@@ -112,12 +111,12 @@ class MCForward:
         else:
           raise UserError(
               f'MC-dropout prediction of a {shapes["inputs"][1:4]} volume plans '
-              f'{memory.plan(compiled) / memory.GIB:.1f} GiB even one sample at a time, more than the '
-              f'{have / memory.GIB:.1f} GiB budget ({source}); lower it with predict.window_shape '
+              f'{memory.plan(compiled) / memory.GIB:.1f} GiB even one sample at a time, more '
+              f'than the {have / memory.GIB:.1f} GiB budget ({source}); lower it with predict.window_shape '
               "(sliding windows), model.dtype='bfloat16' or model.remat, or set memory_budget_gib")
         logging.info('MC chunk size %d of %d samples for %s volumes: plans %.2f GiB of %.1f GiB '
-                     '(%s)', chunk, self._n, shapes['inputs'][1:4], memory.plan(compiled) / memory.GIB,
-                     have / memory.GIB, source)
+                     '(%s)', chunk, self._n, shapes['inputs'][1:4],
+                     memory.plan(compiled) / memory.GIB, have / memory.GIB, source)
         self._compiled[key] = compiled
       if self._n:
         self.chunk_sizes[key] = chunk

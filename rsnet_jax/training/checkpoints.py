@@ -98,5 +98,6 @@ def restore_params(workdir: str, config: ml_collections.ConfigDict, state: Train
   with checkpoint_manager(workdir, config) as manager:
     state, step = restore_checkpoint(manager, target, which)
   if step is None:
-    raise UserError(f'{os.path.join(workdir, "checkpoints")}: no checkpoint to restore; train first')
+    raise UserError(f'{os.path.join(workdir, "checkpoints")}: no checkpoint to restore; '
+                    'train first')
   return jax.device_get(state), step
