@@ -52,6 +52,10 @@ def get_config() -> ml_collections.ConfigDict:
   #   drawn missing in training; () = uniform
   config.data.normalization = 'brats2017'  # 'brats2017' | 'brats2015' | 'none'
   config.data.crop_shape = (184, 200, 152)  # () = whole volume (padded to 2**num_levels)
+  config.data.target_spacing = ()  # mm per voxel (L, P, S) the model learns on; () = the median of
+  #   the training cases' spacings (BraTS: 1 mm). Recorded in WORKDIR/grid.json; cases at other
+  #   spacings are resampled to it as they are read (docs/data.md, "Voxel sizes")
+  config.data.resample_order = 3  # spline order of the images' resampling (labels: nearest)
   config.data.val_fraction = 0.2  # the paper: 228 train / 57 validation of 285
   config.data.test_fraction = 0.0  # the paper tests on the separate BraTS validation set
   config.data.split_seed = 0
@@ -138,6 +142,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.predict.window_shape = ()  # e.g. (96, 96, 96): predict on overlapping windows of this size
   #   blended with Gaussian weights (volumes larger than memory allows); () = the whole volume
   config.predict.window_overlap = 0.5  # fraction of a window shared with each neighbour
+  config.predict.resample = 'auto'  # 'auto': cases whose spacing differs from the model's
+  #   (WORKDIR/grid.json) by > 5 % are predicted on its grid and resampled back; 'never': as stored
 
   config.uncertainty = ml_collections.ConfigDict()  # --mode uncertainty (the MC-dropout study)
   config.uncertainty.num_mc_samples = 20  # N, as in the paper

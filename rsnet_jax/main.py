@@ -29,6 +29,7 @@ from ml_collections import config_flags
 from rsnet_jax import experiments
 from rsnet_jax.data import anyseq
 from rsnet_jax.data import augment
+from rsnet_jax.data import grid
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
@@ -36,6 +37,7 @@ from rsnet_jax.evaluation import evaluate
 from rsnet_jax.evaluation import report
 from rsnet_jax.experiments import uncertainty_study
 from rsnet_jax.inference import predict
+from rsnet_jax.runtime import memory
 from rsnet_jax.runtime import parallel
 from rsnet_jax.runtime import resilience
 from rsnet_jax.runtime import workdir_lock
@@ -199,6 +201,7 @@ def run(config, workdir: str, mode: str) -> None:
     train.preflight(config, workdir, task)
     splits = pipeline.dataset_splits(config, workdir, task)
     train.train_and_evaluate(config, workdir, splits)
+    task = grid.on_model_grid(config, workdir, task)
     state = _restored_state(config, workdir, task)
     if not parallel.is_primary():
       return  # process 0 evaluates and writes
@@ -221,6 +224,7 @@ def run(config, workdir: str, mode: str) -> None:
                     '--config.predict.num_mc_samples=N (variance and entropy files per case)')
   elif mode in ('evaluate', 'uncertainty'):
     splits = pipeline.dataset_splits(config, workdir, task)
+    task = grid.on_model_grid(config, workdir, task)
     action = run_evaluate if mode == 'evaluate' else run_uncertainty
     state = _restored_state(config, workdir, task)
     if parallel.is_primary():
@@ -229,10 +233,16 @@ def run(config, workdir: str, mode: str) -> None:
     if not FLAGS.input:
       raise UserError('--mode predict needs --input (a case folder or a folder of cases)')
     cases = layouts.discover(FLAGS.input, layouts.from_config(config.data))
+    task = grid.on_model_grid(config, workdir, task)
+    # refused from their headers before a voxel is read: cases too large for the memory budget
+    fit, problems = grid.check_memory(
+        cases, task.inputs, task.spacing, memory.budget(config),
+        grid.output_bytes_per_voxel(task, config.model.num_classes))
     if task.variant == 'anyseq':  # each case may lack one sequence, a different one
-      valid, problems = anyseq.validate_cases(cases, task.inputs)
+      valid, invalid = anyseq.validate_cases(fit, task.inputs)
     else:
-      valid, problems = layouts.validate_all(cases, task.required_files(False, False), True)
+      valid, invalid = layouts.validate_all(fit, task.required_files(False, False), True)
+    problems += invalid
     out_dir = FLAGS.output or os.path.join(workdir, 'predictions')
     failed = len(cases) - len(valid)
     if valid:

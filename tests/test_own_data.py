@@ -167,7 +167,7 @@ def _invalid_cases(root, volumes, affine):
   bad[cid] = (f'{stem}_t2.nii', '2 files match the t2 pattern')
   cid, stem = case(10)
   _save(f'{stem}_t2.nii.gz', np.stack([volumes['t2']] * 2, -1), affine)
-  bad[cid] = (f'{stem}_t2.nii.gz', 'expected a 3D volume, got shape (16, 16, 16, 2)')
+  bad[cid] = (f'{stem}_t2.nii.gz', 'a 4D series of 2 volumes of (16, 16, 16)')
   # The reference case ID once more, in a sub-folder.
   _write_2021(os.path.join(root, 'more'), 'BraTS2021_10000', volumes, affine)
   bad['BraTS2021_10000 (again)'] = (os.path.join(root, 'more', 'BraTS2021_10000'),

@@ -13,6 +13,8 @@ prediction reads it off the case's files (`missing_in`).
 
 from __future__ import annotations
 
+import dataclasses
+
 import zlib
 
 import jax
@@ -94,18 +96,19 @@ def missing_in(case: layouts.CaseFiles, modalities: tuple[str, ...]) -> str | No
 
 
 def load_case(case: layouts.CaseFiles, task: pipeline.Task, missing: str | None,
-              references: bool = True) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:
+              references: bool = True,
+              whole_brain: bool = False) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:
   """`pipeline.load_case` of ``case`` with ``missing`` absent (whether or not its file exists):
   the network's inputs (`mask`), and the ``target`` when the file exists and ``references``.
   ``missing=None`` (every task but ``anyseq``): the case as `pipeline.load_case` reads it."""
   if missing is None:
-    return pipeline.load_case(case, task, references)
+    return pipeline.load_case(case, task, references, whole_brain)
   index = task.inputs.index(missing)
   present = tuple(m for m in task.inputs if m != missing)
   with_target = references and missing in case.files
-  view = pipeline.Task('rsnet', missing if with_target else None, present, None,
-                       task.normalization, task.crop_shape, task.multiple)
-  example, meta = pipeline.load_case(case, view, references)
+  view = dataclasses.replace(task, variant='rsnet', target=missing if with_target else None,
+                             inputs=present, complementary=None)
+  example, meta = pipeline.load_case(case, view, references, whole_brain)
   stacked = np.insert(example['inputs'], index, 0.0, axis=-1)
   masked = mask({'inputs': stacked[None]}, jnp.array([index]), complementary_indices(task.inputs))
   example.update(inputs=np.asarray(masked['inputs'][0]),

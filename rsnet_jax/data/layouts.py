@@ -261,6 +261,10 @@ def validate(case: CaseFiles, keys: tuple[str, ...]) -> list[str]:
     if key not in case.files:
       problems.append(f'{path}: missing {key} file')
       continue
+    peeked = nifti.peek(path)
+    if peeked is not None and len(peeked[0]) != 3:  # refused from its header, before reading
+      problems.append(nifti.not_3d(path, peeked[0]))
+      continue
     try:
       data, affine = nifti.load(path)
     except UserError as e:

@@ -44,8 +44,31 @@ def load(path: str, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
   while data.ndim > 3 and data.shape[-1] == 1:
     data = data[..., 0]
   if data.ndim != 3:
-    raise UserError(f'{path}: expected a 3D volume, got shape {data.shape}')
+    raise UserError(not_3d(path, data.shape))
   return data.astype(dtype, copy=False), np.asarray(affine, np.float64)
+
+
+def not_3d(path: str, shape: tuple[int, ...]) -> str:
+  """The one line that refuses a file of ``shape`` that is not one 3D volume."""
+  if len(shape) == 4:
+    return (f'{path}: a 4D series of {shape[3]} volumes of {tuple(shape[:3])} (diffusion, fMRI or '
+            'perfusion?): the model reads one 3D volume per sequence')
+  return f'{path}: expected a 3D volume, got shape {tuple(shape)}'
+
+
+def peek(path: str) -> tuple[tuple[int, ...], int, np.ndarray] | None:
+  """``(shape, bytes per stored voxel, affine)`` from a NIfTI header alone (no voxel is read), or
+  None for other formats and unreadable files (`load` names their problem)."""
+  if path.endswith(itk.SUFFIXES) or not os.path.isfile(path):
+    return None
+  try:
+    img = nib.load(path)
+  except (OSError, EOFError, ValueError, zlib.error, nib.filebasedimages.ImageFileError):
+    return None
+  shape = tuple(int(n) for n in img.shape)
+  while len(shape) > 3 and shape[-1] == 1:
+    shape = shape[:-1]
+  return shape, int(img.get_data_dtype().itemsize), np.asarray(img.affine, np.float64)
 
 
 def header(path: str) -> nib.Nifti1Header | None:

@@ -27,6 +27,7 @@ from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
 from rsnet_jax.data import preprocess
+from rsnet_jax.data import resample
 from rsnet_jax.errors import UserError
 
 # The paper's choice (Sec. III-B): T1 <- T1ce, T2 <- FLAIR, T1ce <- T1, FLAIR <- T2.
@@ -43,6 +44,8 @@ class Task:
   normalization: str
   crop_shape: tuple[int, ...] | None
   multiple: int  # 2 ** num_levels
+  spacing: tuple[float, ...] | None = None  # the network grid (mm); None: each case's own
+  resample_order: int = 3  # spline order of the images' resampling to ``spacing``
 
   @property
   def in_channels(self) -> int:
@@ -60,8 +63,10 @@ class Task:
     variant = config.model.variant
     modalities = tuple(config.data.get('modalities', layouts.MODALITIES))
     crop, multiple = tuple(config.data.crop_shape) or None, 2**config.model.num_levels
+    grid = {'spacing': tuple(config.data.get('target_spacing', ())) or None,
+            'resample_order': int(config.data.get('resample_order', 3))}
     if variant == 'anyseq':
-      return cls(variant, None, modalities, None, config.data.normalization, crop, multiple)
+      return cls(variant, None, modalities, None, config.data.normalization, crop, multiple, **grid)
     target = None if variant == 'snet' else config.data.target
     if target is not None and target not in modalities:
       raise UserError(f'data.target must be one of data.modalities {modalities}, got {target!r}')
@@ -73,7 +78,8 @@ class Task:
       complementary = config.data.complementary or DEFAULT_COMPLEMENTARY[target]
       if complementary not in inputs:
         raise UserError(f'data.complementary {complementary!r} must be one of the inputs {inputs}')
-    return cls(variant, target, inputs, complementary, config.data.normalization, crop, multiple)
+    return cls(variant, target, inputs, complementary, config.data.normalization, crop, multiple,
+               **grid)
 
   def required_files(self, with_target: bool = True, with_seg: bool = True) -> tuple[str, ...]:
     keys = list(self.inputs)
@@ -87,37 +93,117 @@ class Task:
 @dataclasses.dataclass(frozen=True)
 class CaseMeta:
   """How to map network outputs back onto a case's grid: undo the window (``starts`` on the
-  canonical grid of ``shape``), then the orientation (``from_canonical``); ``affine``,
-  ``file_shape`` (with any trailing singleton axes) and ``header`` (None unless NIfTI) are those of
-  the case's first input file."""
+  canonical grid of ``shape``), the resampling (onto ``case_shape`` when not None), then the
+  orientation (``from_canonical``); ``affine``, ``file_shape`` (with any trailing singleton axes)
+  and ``header`` (None unless NIfTI) are those of the case's first input file."""
   case: layouts.CaseFiles
-  shape: tuple[int, int, int]  # in the canonical orientation
+  shape: tuple[int, int, int]  # the network's grid, in the canonical orientation
   affine: np.ndarray
   starts: tuple[int, ...]
   from_canonical: np.ndarray
   file_shape: tuple[int, ...] = ()
   header: nib.Nifti1Header | None = None
+  spacing: tuple[float, ...] = ()  # the case's own (mm, canonical axes)
+  grid_spacing: tuple[float, ...] = ()  # the network grid's (mm): ``spacing`` unless resampled
+  case_shape: tuple[int, int, int] | None = None  # canonical shape before resampling (None: not)
+  case_brain: np.ndarray | None = None  # ``[case_shape] bool`` the brain there (resampled only)
+  resample_order: int = 3  # the synthesis goes back with this spline order
+
+  @property
+  def resampled(self) -> bool:
+    return self.case_shape is not None
 
 
-def load_case(case: layouts.CaseFiles, task: Task,
-              references: bool = True) -> tuple[dict[str, np.ndarray], CaseMeta]:
-  """Reads, reorients (`orientation.CANONICAL`), normalises and windows one case. Target and
-  segmentation are included if present and ``references`` (prediction reads only the inputs)."""
-  raw = {}
-  affine = None
+# A volume more than this fraction non-zero does not look skull-stripped (BraTS brains fill ~15 %
+# of their volume); a brain narrower than MIN_BRAIN_VOXELS on the network grid, or wider than
+# MAX_CROPS crops, is not a head at the model's scale.
+SKULL_STRIPPED_MAX_FRACTION = 0.5
+MIN_BRAIN_VOXELS = 4
+MAX_CROPS = 8
+
+
+def _read_canonical(path: str, spacing: tuple[float, ...] | None, order: int,
+                    brain: np.ndarray | None, is_input: bool):
+  """One file in the canonical orientation, resampled to ``spacing`` (mm) when it differs.
+
+  Returns ``(volume, affine, own spacing, brain)``: for an input, ``brain`` (on the case's own grid;
+  created by the first input) is or-ed in place with the volume's non-zero voxels before the
+  volume is resampled, so that one full-size float32 volume at a time is held."""
+  volume, affine = nifti.load(path)
+  volume = orientation.apply(volume, orientation.to_canonical(affine))
+  if is_input:
+    if brain is None:
+      brain = volume != 0
+    elif brain.shape != volume.shape:
+      raise UserError(f'{path}: grid {volume.shape} differs from the case\'s first input\'s '
+                      f'{brain.shape}')
+    else:
+      brain |= volume != 0
+  own = orientation.spacing(affine)
+  if resample.differs(own, spacing):
+    volume = resample.resample(volume, resample.shape_at(volume.shape, own, spacing), order)
+  return volume, affine, own, brain
+
+
+def _check_head(path: str, brain: np.ndarray, task: Task, spacing: tuple[float, ...]) -> None:
+  """Refuses a brain too small or too large to be a head at the network's ``spacing``; warns once
+  (one line) when the volume does not look skull-stripped."""
+  fraction = float(brain.mean()) if brain.size else 0.0
+  if fraction > SKULL_STRIPPED_MAX_FRACTION:
+    logging.warning('%s: %.0f %% of the volume is non-zero: it does not look skull-stripped, and '
+                    'the model expects skull-stripped inputs (BraTS brains fill ~15 %%)', path,
+                    100 * fraction)
+  extent = preprocess.brain_extent(brain)
+  grid = ' x '.join(f'{s:g}' for s in spacing)
+  if extent and min(extent) < MIN_BRAIN_VOXELS:
+    raise UserError(f'{path}: the brain spans only {extent} voxels at {grid} mm, far from a '
+                    'head\'s field of view at the model\'s scale (check the voxel size in the '
+                    'header)')
+  if extent and task.crop_shape and any(e > MAX_CROPS * c
+                                        for e, c in zip(extent, task.crop_shape)):
+    raise UserError(f'{path}: the brain spans {extent} voxels at {grid} mm, more than '
+                    f'{MAX_CROPS}x the {tuple(task.crop_shape)} crop: far from a head\'s field of '
+                    'view at the model\'s scale (check the voxel size in the header)')
+
+
+def load_case(case: layouts.CaseFiles, task: Task, references: bool = True,
+              whole_brain: bool = False) -> tuple[dict[str, np.ndarray], CaseMeta]:
+  """Reads, reorients (`orientation.CANONICAL`), resamples to ``task.spacing`` (`resample`; images
+  with a spline of ``task.resample_order``, the segmentation nearest), normalises and windows one
+  case. Target and segmentation are included if present and ``references`` (prediction reads only
+  the inputs).
+
+  ``whole_brain``: when the brain does not fit in ``task.crop_shape``, the window is the whole
+  (padded) volume instead, for a sliding window of crops to cover it (prediction, evaluation).
+
+  Raises:
+    UserError: naming the file: unreadable, or a brain far from a head's size on the network grid.
+  """
+  raw, brain, affine, own = {}, None, None, None
   extra = (task.target, 'seg') if references else ()
   for key in task.inputs + tuple(k for k in extra if k in case.files):
-    raw[key], aff = nifti.load(case.path(key))
-    affine = aff if affine is None else affine
-  transform = orientation.to_canonical(affine)
-  raw = {k: orientation.apply(v, transform) for k, v in raw.items()}
-  shape = raw[task.inputs[0]].shape
-  brain = np.zeros(shape, bool)
-  for m in task.inputs:
-    brain |= raw[m] != 0
-  starts, sizes = preprocess.window(shape, brain, task.crop_shape, task.multiple)
-  norm = {m: preprocess.normalize(raw[m], brain, task.normalization)
-          for m in raw if m != 'seg'}
+    is_input = key in task.inputs
+    raw[key], aff, spacing, brain_k = _read_canonical(
+        case.path(key), task.spacing, 0 if key == 'seg' else task.resample_order,
+        brain if is_input else None, is_input)
+    if is_input:
+      brain = brain_k
+    if affine is None:
+      affine, own = aff, spacing
+  case_shape = brain.shape
+  resampled = resample.differs(own, task.spacing)
+  case_brain = brain
+  if resampled:
+    brain = resample.resample(brain.astype(np.float32), raw[task.inputs[0]].shape, 1) > 0.5
+  grid_spacing = tuple(task.spacing) if resampled else own
+  _check_head(case.path(task.inputs[0]), brain, task, grid_spacing)
+  shape = brain.shape
+  crop = task.crop_shape
+  if whole_brain and crop and not preprocess.fits(brain, crop, task.multiple):
+    crop = None
+  starts, sizes = preprocess.window(shape, brain, crop, task.multiple)
+  norm = {m: preprocess.normalize(raw.pop(m), brain, task.normalization)
+          for m in list(raw) if m != 'seg'}
   example = {'inputs': np.stack([preprocess.extract(norm[m], starts, sizes) for m in task.inputs],
                                 -1)}
   if task.complementary is not None:
@@ -130,9 +216,11 @@ def load_case(case: layouts.CaseFiles, task: Task,
   example['valid'] = preprocess.extract(np.ones(shape, np.float32), starts, sizes)
   example['brain'] = preprocess.extract(brain.astype(np.float32), starts, sizes)
   header = nifti.header(case.path(task.inputs[0]))
-  file_shape = tuple(header.get_data_shape()) if header is not None else tuple(shape)
+  file_shape = tuple(header.get_data_shape()) if header is not None else tuple(case_shape)
   return example, CaseMeta(case, tuple(shape), affine, starts, orientation.from_canonical(affine),
-                           file_shape, header)
+                           file_shape, header, own, grid_spacing,
+                           tuple(case_shape) if resampled else None,
+                           case_brain if resampled else None, task.resample_order)
 
 
 def network_inputs(example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -63,6 +63,21 @@ def window(shape: tuple[int, ...], brain: np.ndarray, crop_shape: tuple[int, ...
   return tuple(starts), tuple(sizes)
 
 
+def brain_extent(brain: np.ndarray) -> tuple[int, ...]:
+  """The brain's bounding box in voxels per axis, ``()`` when ``brain`` is empty."""
+  coords = np.nonzero(brain)
+  if not coords[0].size:
+    return ()
+  return tuple(int(c.max() - c.min() + 1) for c in coords)
+
+
+def fits(brain: np.ndarray, crop_shape: tuple[int, ...], multiple: int) -> bool:
+  """Whether the brain's bounding box fits in the window `window` cuts for ``crop_shape``."""
+  extent = brain_extent(brain)
+  return all(e <= -(-min(int(c), n) // multiple) * multiple
+             for e, c, n in zip(extent, crop_shape, brain.shape))
+
+
 def extract(volume: np.ndarray, starts: tuple[int, ...], sizes: tuple[int, ...]) -> np.ndarray:
   """Cuts the window out of ``volume [X, Y, Z, ...]``, zero-padding outside the grid."""
   out = np.zeros(tuple(sizes) + volume.shape[3:], volume.dtype)

@@ -29,6 +29,7 @@ from scipy import ndimage
 from rsnet_jax.data import itk
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
+from rsnet_jax.data import resample
 from rsnet_jax.errors import UserError
 
 FIELD_OF_VIEW_MM = (240.0, 240.0, 155.0)
@@ -192,6 +193,32 @@ def _add_tumour(rng, tissue, grid, r, brain_center, brain_radii, noise_sigma, v)
   tissue[(tumour_r < 1.0) & inside_brain] = ENHANCING
   necrosis_frac = rng.uniform(0.0, 0.7)  # some low-grade-like cases have (almost) no necrosis
   tissue[(tumour_r < necrosis_frac) & inside_brain] = NECROSIS
+
+
+def block_average(case: Case, block: tuple[int, int, int]) -> Case:
+  """``case`` on a grid ``block`` times coarser over the same field of view, as a coarser
+  acquisition of the same anatomy: images averaged over each block (partial volume), the brain
+  where more than half a block is brain, labels by the nearest voxel. The affine keeps the world
+  position of every voxel's centre."""
+  block = tuple(int(b) for b in block)
+  if block == (1, 1, 1):
+    return case
+  shape = tuple(n // b for n, b in zip(case.seg.shape, block))
+
+  def average(volume: np.ndarray) -> np.ndarray:
+    cut = volume[:shape[0] * block[0], :shape[1] * block[1], :shape[2] * block[2]]
+    return cut.reshape(shape[0], block[0], shape[1], block[1], shape[2],
+                       block[2]).mean((1, 3, 5)).astype(np.float32)
+
+  brain = average((case.tissue != BG).astype(np.float32)) > 0.5
+  images = {m: np.where(brain, average(v), 0).astype(np.float32) for m, v in case.images.items()}
+  seg = np.where(brain, resample.resample(case.seg, shape, 0), 0).astype(case.seg.dtype)
+  tissue = resample.resample(case.tissue, shape, 0)
+  tissue[~brain] = BG
+  affine = case.affine.copy()
+  affine[:3, :3] = case.affine[:3, :3] * np.array(block)[None, :]
+  affine[:3, 3] = case.affine[:3, 3] + case.affine[:3, :3] @ ((np.array(block) - 1) / 2)
+  return Case(images=images, seg=seg, tissue=tissue, affine=affine)
 
 
 def write_case(case: Case, case_dir: str, case_id: str, layout: str, vsd_id: int = 0,

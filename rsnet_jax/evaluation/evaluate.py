@@ -3,6 +3,7 @@ and HD95 in mm (WT/TC/ET)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -59,8 +60,13 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
   fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=apply_fn, num_mc_samples=0),
                compiler_options=compile_options.for_backend())
   per_case = {}
+  window = predict.crop_window(task)
   for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):
-    example, meta = anyseq.load_case(case, task, missing)
-    out = predict.predict_example(fn, params, example)
+    example, meta = anyseq.load_case(case, task, missing, whole_brain=True)
+    out = predict.predict_example(fn, params, example, window=window)
+    if meta.resampled:  # scored on the ground truth's own grid
+      example, own = anyseq.load_case(
+          case, dataclasses.replace(task, spacing=None, crop_shape=None), missing)
+      out = predict.onto_reference(out, meta, own, example['brain'].shape)
     per_case[case.case_id] = score(example, out, orientation.spacing(meta.affine))
   return report.write_tables(per_case, out_dir, name)

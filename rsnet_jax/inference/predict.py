@@ -32,6 +32,7 @@ from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
 from rsnet_jax.data import preprocess
+from rsnet_jax.data import resample
 from rsnet_jax.errors import UserError
 from rsnet_jax.inference import forward_pass
 from rsnet_jax.inference import sliding_window
@@ -92,6 +93,25 @@ def window_shape(config: ml_collections.ConfigDict, task: pipeline.Task) -> tupl
   return window
 
 
+def crop_window(task: pipeline.Task) -> tuple[int, ...]:
+  """The training crop rounded up to ``2 ** num_levels``: the sliding window that covers a brain
+  larger than the crop (`pipeline.load_case` with ``whole_brain``); ``()`` without a crop."""
+  if not task.crop_shape:
+    return ()
+  return tuple(-(-int(c) // task.multiple) * task.multiple for c in task.crop_shape)
+
+
+def grid_record(meta: pipeline.CaseMeta) -> dict:
+  """How a case was read, for the manifest: its spacing (mm), the network grid's, and whether and
+  how it was resampled."""
+  record = {'spacing_mm': [round(float(s), 6) for s in meta.spacing],
+            'network_spacing_mm': [round(float(s), 6) for s in meta.grid_spacing],
+            'resampled': meta.resampled, 'network_shape': list(meta.shape)}
+  if meta.resampled:
+    record.update(case_shape=list(meta.case_shape), image_order=meta.resample_order)
+  return record
+
+
 class UnreadableCases(UserError):
   """Cases whose inputs could not be read when predicting (``case_ids``); the rest were written."""
 
@@ -114,9 +134,10 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
   if stale:
     logging.warning('removed %d partial file(s) an interrupted run left in %s', len(stale), out_dir)
   fn = forward_pass.MCForward(config, apply_fn, config.predict.num_mc_samples)
-  window = window_shape(config, task)
+  window = window_shape(config, task) or crop_window(task)
   version = manifest.code_version()  # git subprocesses: once per run
   written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []
+  grids = {}
   for case in tqdm.tqdm(cases, desc='predict', unit='case'):
     case_dir = os.path.join(out_dir, case.case_id)
     try:
@@ -130,22 +151,26 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
       skipped.append(case.case_id)
       continue
     try:
-      example, meta = anyseq.load_case(case, task, missing, references=False)
+      example, meta = anyseq.load_case(case, task, missing, references=False, whole_brain=True)
     except UserError as e:  # e.g. a file changed since validation: the other cases go on
       problems.extend(e.problems)
       unreadable.append(case.case_id)
       continue
     inputs[case.case_id] = [case.files[k] for k in task.inputs if k in case.files]
+    grids[case.case_id] = grid_record(meta)
     predicted = predict_example(fn, params, example, case_key(key, case.case_id), window,
                                 config.predict.get('window_overlap', 0.5))
     desc = description(config, case_task, version)
+    cache = {}
     for name, path in paths.items():
-      volume = output_volume(predicted, name, case.layout, meta)
+      volume = output_volume(predicted, name, case.layout, meta, cache)
       nifti.save(path, volume, meta.affine, f'{desc} {name}', like=meta.header)
       written.append(path)
     outputs[case.case_id] = list(paths.values())
-  manifest.record_run(out_dir, config, inputs, outputs, skipped,
-                      {'mc_chunk_sizes': dict(fn.chunk_sizes)} if fn.chunk_sizes else None)
+  extra = {'grids': grids}
+  if fn.chunk_sizes:
+    extra['mc_chunk_sizes'] = dict(fn.chunk_sizes)
+  manifest.record_run(out_dir, config, inputs, outputs, skipped, extra)
   if unreadable:
     raise UnreadableCases(problems, unreadable)
   return written
@@ -207,25 +232,74 @@ def _suffixed(path: str, suffix: str) -> str:
 
 
 def output_volume(outputs: dict[str, np.ndarray], name: str, layout: layouts.Layout,
-                  meta: pipeline.CaseMeta) -> np.ndarray:
+                  meta: pipeline.CaseMeta, cache: dict[str, np.ndarray] | None = None
+                  ) -> np.ndarray:
   """One output of `forward` (no batch axis) back on the case's own grid and orientation.
 
   Voxels outside the network's window get 0 (the background class for ``labels``, probability 1
-  of the background for ``probabilities``).
+  of the background for ``probabilities``). A resampled case (`pipeline.CaseMeta.resampled`) goes
+  back onto its own grid: the synthesis with the case's spline order, the class probabilities and
+  uncertainty maps linearly, the labels as the argmax of the resampled probabilities. ``cache``
+  (one dict per case): the probabilities and the variance mapped back once for the outputs that
+  share them.
   """
+  cache = {} if cache is None else cache
+
+  def shared(key: str, background: bool) -> np.ndarray:
+    if key not in cache:
+      value = outputs[key] if background else outputs[key][..., 0]
+      cache[key] = on_case_grid(value.astype(np.float32), meta, 1, background)
+    return cache[key]
+
   if name == 'labels':
-    volume = layout.index_to_label(np.argmax(outputs['probabilities'], -1))
-  elif name == 'synthesis_std':
-    volume = np.sqrt(outputs['synthesis_variance'][..., 0])
+    volume = layout.index_to_label(np.argmax(shared('probabilities', True), -1))
   elif name == 'probabilities':
-    volume = outputs[name].astype(np.float32)
+    volume = shared('probabilities', True)
+  elif name in ('synthesis_variance', 'synthesis_std'):
+    volume = shared('synthesis_variance', False)
+    if meta.resampled:
+      volume = np.maximum(volume, 0)
+    if name == 'synthesis_std':
+      volume = np.sqrt(volume)
   else:
-    volume = outputs[name].reshape(outputs[name].shape[:3]).astype(np.float32)
-  restored = preprocess.restore(volume, meta.starts, meta.shape)
-  if name == 'probabilities':
-    inside = preprocess.restore(np.ones(volume.shape[:3], np.float32), meta.starts, meta.shape)
-    restored[..., 0] += 1 - inside
-  restored = orientation.apply(restored, meta.from_canonical)
+    volume = on_case_grid(outputs[name].reshape(outputs[name].shape[:3]).astype(np.float32), meta,
+                          meta.resample_order if name == 'synthesis' else 1)
+    if name != 'synthesis' and meta.resampled:
+      volume = np.maximum(volume, 0)  # entropies: interpolation must not make them negative
+  restored = orientation.apply(volume, meta.from_canonical)
   if restored.ndim == 3 and meta.file_shape[3:] and meta.file_shape[:3] == restored.shape:
     restored = restored.reshape(meta.file_shape)  # the input's trailing singleton axes
+  return restored
+
+
+def onto_reference(outputs: dict[str, np.ndarray], meta: pipeline.CaseMeta,
+                   reference: pipeline.CaseMeta,
+                   sizes: tuple[int, ...]) -> dict[str, np.ndarray]:
+  """Outputs of a resampled case (network grid, `meta`) on the window (``reference.starts``,
+  ``sizes``) of the same case read at its own spacing, where its ground truth is scored."""
+  out = {}
+  for name, value in outputs.items():
+    order = meta.resample_order if name == 'synthesis' else 1
+    on_case = on_case_grid(value.astype(np.float32), meta, order, background=name == 'probabilities')
+    out[name] = preprocess.extract(on_case, reference.starts, sizes)
+  return out
+
+
+def on_case_grid(volume: np.ndarray, meta: pipeline.CaseMeta, order: int,
+                 background: bool = False) -> np.ndarray:
+  """``volume [window, ...]`` on the network grid -> the case's canonical grid: the window put back
+  (0 elsewhere; ``background``: class probabilities, probability 1 of class 0 elsewhere), then, for a
+  resampled case, resampled onto its own shape with spline ``order`` and 0 (or background) outside
+  its own brain."""
+  restored = preprocess.restore(volume, meta.starts, meta.shape)
+  if background:
+    inside = preprocess.restore(np.ones(volume.shape[:3], np.float32), meta.starts, meta.shape)
+    restored[..., 0] += 1 - inside
+  if not meta.resampled:
+    return restored
+  restored = resample.resample(restored, meta.case_shape, order)
+  outside = ~meta.case_brain
+  restored[outside] = 0
+  if background:
+    restored[outside, 0] = 1
   return restored

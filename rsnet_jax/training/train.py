@@ -31,6 +31,7 @@ import orbax.checkpoint as ocp
 import tqdm
 
 from rsnet_jax.data import anyseq
+from rsnet_jax.data import grid
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
 from rsnet_jax.evaluation import evaluate
@@ -306,6 +307,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     _refuse_changed_config(workdir, config)
   splits = splits or pipeline.dataset_splits(config, workdir, task)
   train_cases, val_cases = splits['train'], splits['val']
+  task = grid.record(config, workdir, task, train_cases)  # the grid every case is read on
   logging.info('cases: %d train, %d val, %d test', len(train_cases), len(val_cases),
                len(splits['test']))
 
