@@ -29,6 +29,7 @@ from ml_collections import config_flags
 from rsnet_jax import experiments
 from rsnet_jax.data import anyseq
 from rsnet_jax.data import augment
+from rsnet_jax.data import footprint
 from rsnet_jax.data import grid
 from rsnet_jax.data import layouts
 from rsnet_jax.data import pipeline
@@ -235,9 +236,9 @@ def run(config, workdir: str, mode: str) -> None:
     cases = layouts.discover(FLAGS.input, layouts.from_config(config.data))
     task = grid.on_model_grid(config, workdir, task)
     # refused from their headers before a voxel is read: cases too large for the memory budget
-    fit, problems = grid.check_memory(
+    fit, problems = footprint.check_memory(
         cases, task.inputs, task.spacing, memory.budget(config),
-        grid.output_bytes_per_voxel(task, config.model.num_classes))
+        footprint.output_bytes_per_voxel(task.variant, config.model.num_classes))
     if task.variant == 'anyseq':  # each case may lack one sequence, a different one
       valid, invalid = anyseq.validate_cases(fit, task.inputs)
     else:

@@ -10,6 +10,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from rsnet_jax.data import footprint
 from rsnet_jax.data import grid
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
@@ -160,31 +161,34 @@ def test_a_volume_that_is_not_skull_stripped_is_flagged(tmp_path, monkeypatch):
   case = _case_dir(tmp_path, 'head', np.ones((16, 16, 16), np.float32))
   warned = []
   monkeypatch.setattr(logging, 'warning', lambda msg, *args: warned.append(msg % args))
-  pipeline.load_case(case, _task(crop=()), references=False)
-  assert len(warned) == 1 and '100 % of the volume is non-zero' in warned[0]
+  assert layouts.validate(case, ('t1', 't1ce', 't2', 'flair')) == []  # not refused
+  assert len(warned) == 1 and '100 % of the volume is non-zero' in warned[0]  # once per case
   assert 'skull-stripped' in warned[0] and case.path('t1') in warned[0]
+  stripped = np.zeros((16, 16, 16), np.float32)
+  stripped[4:12, 4:12, 4:12] = 1.0
+  layouts.validate(_case_dir(tmp_path, 'brain', stripped), ('t1',))
+  assert len(warned) == 1
 
 
 def test_memory_is_checked_from_the_headers_before_reading(tmp_path, monkeypatch):
   big = np.zeros((96, 96, 96), np.uint8)
   big[40:56, 40:56, 40:56] = 1
   case = _case_dir(tmp_path, 'big', big)
-  need, what = grid.case_memory(case, ('t1', 't1ce', 't2', 'flair'), None)
+  need, what = footprint.case_memory(case, ('t1', 't1ce', 't2', 'flair'), None)
   voxels = 96**3
   assert need == voxels * 9 + voxels + 4 * voxels * 12  # one file read, the mask, the network grid
   assert '4 volumes of (96, 96, 96)' in what
-  task = _task()
-  assert grid.output_bytes_per_voxel(task, 4) == 8 * 4 + 12 + 4 + 8
-  writing, what = grid.case_memory(case, ('t1',), None, 36)
+  assert footprint.output_bytes_per_voxel('rsnet', 4) == 8 * 4 + 12 + 4 + 8
+  writing, what = footprint.case_memory(case, ('t1',), None, 36)
   assert writing == voxels * 37 and '0.03 GiB of outputs' in what
-  coarse, _ = grid.case_memory(case, ('t1',), (4.0, 4.0, 4.0))
+  coarse, _ = footprint.case_memory(case, ('t1',), (4.0, 4.0, 4.0))
   assert coarse == voxels * 9 + voxels + 24**3 * 12
   monkeypatch.setattr(nifti, 'load', lambda *a, **k: pytest.fail('read a voxel'))
-  fit, problems = grid.check_memory([case], ('t1', 't1ce', 't2', 'flair'), None,
+  fit, problems = footprint.check_memory([case], ('t1', 't1ce', 't2', 'flair'), None,
                                     (need - 1, 'memory_budget_gib = 0.01'))
   assert not fit and len(problems) == 1
   assert problems[0].startswith(case.path('t1')) and 'memory_budget_gib = 0.01' in problems[0]
-  assert grid.check_memory([case], ('t1',), None, (need, 'enough'))[0] == [case]
+  assert footprint.check_memory([case], ('t1',), None, (need, 'enough'))[0] == [case]
 
 
 def test_training_on_mixed_spacings_reads_every_case_on_one_grid(tmp_path):

@@ -23,6 +23,7 @@ import dataclasses
 import os
 import re
 
+from absl import logging
 import ml_collections
 import numpy as np
 
@@ -252,10 +253,10 @@ def validate(case: CaseFiles, keys: tuple[str, ...]) -> list[str]:
 
   Checked: what discovery found wrong, presence, readability, 3D shape, equal shapes and affines
   across the case's files, finite values, a non-empty brain in each image, and segmentation labels in
-  the layout's set.
+  the layout's set. An image that does not look skull-stripped is flagged (one warning per case).
   """
   layout = case.layout
-  problems, ref = list(case.problems), None
+  problems, ref, flagged = list(case.problems), None, False
   for key in keys:
     path = case.path(key)
     if key not in case.files:
@@ -287,7 +288,24 @@ def validate(case: CaseFiles, keys: tuple[str, ...]) -> list[str]:
                         f'{sorted(layout.accepted_labels())}')
     elif not (data != 0).any():
       problems.append(f'{path}: empty image (all voxels 0)')
+    elif not flagged:
+      flagged = _flag_unstripped(path, data)
   return problems
+
+
+# A volume more than this fraction non-zero does not look skull-stripped (BraTS brains fill ~15 %).
+SKULL_STRIPPED_MAX_FRACTION = 0.5
+
+
+def _flag_unstripped(path: str, image: np.ndarray) -> bool:
+  """Warns in one line, and says so, when ``image`` does not look skull-stripped."""
+  fraction = float(np.count_nonzero(image)) / image.size
+  if fraction <= SKULL_STRIPPED_MAX_FRACTION:
+    return False
+  logging.warning('%s: %.0f %% of the volume is non-zero: it does not look skull-stripped, and the '
+                  'model expects skull-stripped inputs (BraTS brains fill ~15 %%)', path,
+                  100 * fraction)
+  return True
 
 
 def validate_all(cases: list[CaseFiles], keys: tuple[str, ...],

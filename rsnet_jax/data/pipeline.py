@@ -23,12 +23,14 @@ import nibabel as nib
 import numpy as np
 
 from rsnet_jax.data import augment
+from rsnet_jax.data import footprint
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
 from rsnet_jax.data import preprocess
 from rsnet_jax.data import resample
 from rsnet_jax.errors import UserError
+from rsnet_jax.runtime import memory
 
 # The paper's choice (Sec. III-B): T1 <- T1ce, T2 <- FLAIR, T1ce <- T1, FLAIR <- T2.
 DEFAULT_COMPLEMENTARY = {'t1': 't1ce', 't2': 'flair', 't1ce': 't1', 'flair': 't2'}
@@ -114,10 +116,8 @@ class CaseMeta:
     return self.case_shape is not None
 
 
-# A volume more than this fraction non-zero does not look skull-stripped (BraTS brains fill ~15 %
-# of their volume); a brain narrower than MIN_BRAIN_VOXELS on the network grid, or wider than
-# MAX_CROPS crops, is not a head at the model's scale.
-SKULL_STRIPPED_MAX_FRACTION = 0.5
+# A brain narrower than MIN_BRAIN_VOXELS on the network grid, or wider than MAX_CROPS crops, is not
+# a head at the model's scale.
 MIN_BRAIN_VOXELS = 4
 MAX_CROPS = 8
 
@@ -146,13 +146,7 @@ def _read_canonical(path: str, spacing: tuple[float, ...] | None, order: int,
 
 
 def _check_head(path: str, brain: np.ndarray, task: Task, spacing: tuple[float, ...]) -> None:
-  """Refuses a brain too small or too large to be a head at the network's ``spacing``; warns once
-  (one line) when the volume does not look skull-stripped."""
-  fraction = float(brain.mean()) if brain.size else 0.0
-  if fraction > SKULL_STRIPPED_MAX_FRACTION:
-    logging.warning('%s: %.0f %% of the volume is non-zero: it does not look skull-stripped, and '
-                    'the model expects skull-stripped inputs (BraTS brains fill ~15 %%)', path,
-                    100 * fraction)
+  """Refuses a brain too small or too large to be a head at the network's ``spacing``."""
   extent = preprocess.brain_extent(brain)
   grid = ' x '.join(f'{s:g}' for s in spacing)
   if extent and min(extent) < MIN_BRAIN_VOXELS:
@@ -359,8 +353,14 @@ def dataset_cases(config: ml_collections.ConfigDict, workdir: str, task: Task,
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('rsnet_jax: synthetic cases written')
   cases = layouts.discover(data_dir, layouts.from_config(config.data))
-  valid, problems = layouts.validate_all(cases, task.required_files(with_target, with_seg),
-                                         config.data.skip_invalid)
+  keys = task.required_files(with_target, with_seg)
+  # refused from their headers before a voxel is read: cases too large for the memory budget
+  fit, too_large = footprint.check_memory(cases, keys, task.spacing, memory.budget(config))
+  if too_large and not config.data.skip_invalid:
+    raise UserError(too_large + [f'{len(too_large)} of {len(cases)} cases too large; set '
+                                 '--config.data.skip_invalid=True to leave them out'])
+  valid, problems = layouts.validate_all(fit, keys, config.data.skip_invalid)
+  problems = too_large + problems
   if problems:
     logging.warning('data.skip_invalid: left out %d of %d cases of %s:', len(cases) - len(valid),
                     len(cases), data_dir)
