@@ -20,8 +20,21 @@ and one baseline that is not an oracle, to show what the inputs alone give:
 Brain PSNR (eq. 6), as `evaluate` scores it. A network can beat ``anatomy`` only by reading a
 case's draws off correlated evidence, which the generator does not put in the inputs.
 
+With ``--ood N``, the same questions on N cases of the independent family
+(`synthetic_relaxometry`, the generalization check's out-of-family cases), whose contrasts are
+signal equations with per-case scanner and sequence jitter:
+
+- ``tissue map, family levels``: each tissue's mean normalised intensity over the other N - 1
+  cases, on the case's true tissue map (partial-volume blurred): the best guess that knows the
+  anatomy exactly but not the case's draws;
+- ``tissue map, case levels``: each tissue's mean over the case itself (knows its draws too);
+- ``voxel regression (ours)``: the regression fitted on our generator's cases, as a network
+  trained on them would be (no case of the family seen);
+- ``voxel regression (family)``: the same fitted on the other N - 1 cases of the family.
+
   python bench/synthesis_ceiling.py --test 2,11                  # the demo's 16 cases and test split
   python bench/synthesis_ceiling.py --cases 24 --shape 40,40,36 --target flair
+  python bench/synthesis_ceiling.py --ood 8                      # the generalization check's family
 """
 
 import argparse
@@ -32,6 +45,7 @@ from scipy import ndimage
 
 from rsnet_jax.data import preprocess
 from rsnet_jax.data import synthetic
+from rsnet_jax.data import synthetic_relaxometry
 from rsnet_jax.evaluation import metrics
 
 
@@ -69,6 +83,53 @@ def oracles(case: synthetic.Case, target: str, normalization: str) -> dict[str, 
           'anatomy + scale': metrics.psnr(truth, scaled, brain)}
 
 
+def out_of_family(cases: list[synthetic.Case], coef_ours: np.ndarray, target: str,
+                  normalization: str) -> list[dict[str, float]]:
+  """Brain PSNR (dB) per case of the independent family: the mean, the two tissue-map oracles and
+  the two voxel regressions (each case left out of what is fitted on the family)."""
+  truths = []
+  for case in cases:
+    brain = case.tissue != synthetic_relaxometry.BG
+    truths.append(preprocess.normalize(case.images[target], brain, normalization))
+  features = [voxel_features(case, target, normalization) for case in cases]
+  tissues = range(int(max(c.tissue.max() for c in cases)) + 1)
+  rows = []
+  for i, (case, truth) in enumerate(zip(cases, truths)):
+    brain = case.tissue != synthetic_relaxometry.BG
+    others = [j for j in range(len(cases)) if j != i]
+    family = np.array([np.mean(np.concatenate([truths[j][cases[j].tissue == t] for j in others]))
+                       if any((cases[j].tissue == t).any() for j in others) else 0.0
+                       for t in tissues])
+    own = np.array([truth[case.tissue == t].mean() if (case.tissue == t).any() else 0.0
+                    for t in tissues])
+    coef_family = np.linalg.lstsq(np.concatenate([features[j][0] for j in others]),
+                                  np.concatenate([features[j][1] for j in others]), rcond=None)[0]
+    guesses = {
+        'mean': np.full(truth.shape, truth[brain].mean()),
+        'tissue map, family levels': ndimage.gaussian_filter(family[case.tissue], 0.6),
+        'tissue map, case levels': own[case.tissue],
+    }
+    for name, coef in (('voxel regression (ours)', coef_ours),
+                       ('voxel regression (family)', coef_family)):
+      guesses[name] = np.zeros(truth.shape)
+      guesses[name][brain] = features[i][0] @ coef
+    rows.append({name: metrics.psnr(truth, np.where(brain, g, 0.0), brain)
+                 for name, g in guesses.items()})
+  return rows
+
+
+def _print_table(rows: list[dict[str, float]], test: set[int]) -> None:
+  names = list(rows[0])
+  print('| case | ' + ' | '.join(names) + ' |\n|---' * 1 + '|---' * len(names) + '|')
+  for i, row in enumerate(rows):
+    print(f'| {i}{"*" * (i in test)} | ' + ' | '.join(f'{row[n]:.2f}' for n in names) + ' |')
+  for stat, fn in (('mean', np.mean), ('min', np.min), ('max', np.max)):
+    print(f'| **{stat}** | ' + ' | '.join(f'{fn([r[n] for r in rows]):.2f}' for n in names) + ' |')
+  if test:
+    print('| **mean of * ** | ' + ' | '.join(
+        f'{np.mean([rows[i][n] for i in sorted(test)]):.2f}' for n in names) + ' |')
+
+
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--cases', type=int, default=16)
@@ -77,6 +138,8 @@ def main() -> None:
   parser.add_argument('--shape', default='40,40,36', help='the voxel grid (demo: 40,40,36)')
   parser.add_argument('--target', default='flair', choices=('t1', 't1ce', 't2', 'flair'))
   parser.add_argument('--normalization', default='brats2017')
+  parser.add_argument('--ood', type=int, default=0, help='also N cases of the independent family '
+                      '(the generalization check\'s: seed + 1)')
   parser.add_argument('--test', default='', help='cases left out of the voxel regression\'s fit, '
                       'e.g. 2,11 (the demo\'s test split); default: fitted on every case')
   args = parser.parse_args()
@@ -93,17 +156,15 @@ def main() -> None:
     volume, guess = np.zeros(brain.shape), np.zeros(brain.shape)
     volume[brain], guess[brain] = truth, x @ coef
     row['voxel regression'] = metrics.psnr(volume, guess, brain)
-  names = list(rows[0])
   print(f'{args.cases} cases of {shape}, target {args.target}, {args.normalization}; brain PSNR '
         f'(dB); * = left out of the voxel regression\'s fit\n')
-  print('| case | ' + ' | '.join(names) + ' |\n|---' * 1 + '|---' * len(names) + '|')
-  for i, row in enumerate(rows):
-    print(f'| {i}{"*" * (i in test)} | ' + ' | '.join(f'{row[n]:.2f}' for n in names) + ' |')
-  for stat, fn in (('mean', np.mean), ('min', np.min), ('max', np.max)):
-    print(f'| **{stat}** | ' + ' | '.join(f'{fn([r[n] for r in rows]):.2f}' for n in names) + ' |')
-  if test:
-    print('| **mean of * ** | ' + ' | '.join(
-        f'{np.mean([rows[i][n] for i in sorted(test)]):.2f}' for n in names) + ' |')
+  _print_table(rows, test)
+  if args.ood:
+    seed = (args.seed + 1) * 100003  # as the generalization check writes its cases
+    family = [synthetic_relaxometry.generate_case(seed + i, shape) for i in range(args.ood)]
+    print(f'\n{args.ood} cases of the independent family (synthetic_relaxometry), same grid; the '
+          'family\'s fits leave the case out\n')
+    _print_table(out_of_family(family, coef, args.target, args.normalization), set())
 
 
 if __name__ == '__main__':
