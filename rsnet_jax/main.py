@@ -237,7 +237,7 @@ def run(config, workdir: str, mode: str) -> None:
     task = grid.on_model_grid(config, workdir, task)
     # refused from their headers before a voxel is read: cases too large for the memory budget
     fit, problems = footprint.check_memory(
-        cases, task.inputs, task.spacing, memory.budget(config),
+        cases, task.inputs, task.spacing, memory.host_budget(config),
         footprint.output_bytes_per_voxel(task.variant, config.model.num_classes))
     if task.variant == 'anyseq':  # each case may lack one sequence, a different one
       valid, invalid = anyseq.validate_cases(fit, task.inputs)

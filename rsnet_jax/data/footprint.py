@@ -1,5 +1,5 @@
 """What reading and predicting a case will hold in memory, from its NIfTI headers alone: a case
-too large for the budget (`memory.budget`) is refused before a voxel of it is read.
+too large for the budget (`memory.host_budget`) is refused before a voxel of it is read.
 
 The figures follow what `pipeline.load_case` holds (one file at a time as stored, as float32 and as
 spline coefficients; the brain mask; every file on the network grid, float32, normalised and
@@ -55,15 +55,14 @@ def check_memory(cases: list[layouts.CaseFiles], keys: tuple[str, ...],
                  spacing: tuple[float, ...] | None, budget: tuple[int, str],
                  output_bytes: int = 0) -> tuple[list[layouts.CaseFiles], list[str]]:
   """``(cases that fit, one line per case that does not)``: `case_memory` against ``budget``
-  (`memory.budget`), before any voxel is read."""
+  (`memory.host_budget`), before any voxel is read."""
   fit, problems = [], []
   have, source = budget
   for case in cases:
     need = case_memory(case, keys, spacing, output_bytes)
     if need is not None and need[0] > have:
       problems.append(f'{case.path(keys[0])}: this case needs ~{need[0] / 2**30:.1f} GiB '
-                      f'({need[1]}), more than the {have / 2**30:.1f} GiB budget ({source}); '
-                      'set memory_budget_gib if the machine has more')
+                      f'({need[1]}), more than the {have / 2**30:.1f} GiB budget ({source})')
     else:
       fit.append(case)
   return fit, problems

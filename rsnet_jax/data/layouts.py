@@ -34,6 +34,9 @@ from rsnet_jax.errors import UserError
 MODALITIES = ('t1', 't1ce', 't2', 'flair')  # BraTS's four
 MS_MODALITIES = ('t1', 't2', 'flair', 'pd')  # the MS protocol's (Sec. III-C), pd = PD-weighted
 KEYS = MODALITIES + ('pd', 'seg')
+# BraTS regions as sets of class indices (0 bg, 1 necrotic/non-enhancing core, 2 edema,
+# 3 enhancing), the same for the 0/1/2/4 and 0/1/2/3 label conventions after index mapping.
+REGIONS = {'WT': (1, 2, 3), 'TC': (1, 3), 'ET': (3,)}
 AFFINE_TOLERANCE_MM = 1e-3
 SEARCH_DEPTH = 3
 VSD_NAMES = {'t1': 'MR_T1', 't1ce': 'MR_T1c', 't2': 'MR_T2', 'flair': 'MR_Flair', 'seg': 'OT'}

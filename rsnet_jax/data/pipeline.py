@@ -23,14 +23,12 @@ import nibabel as nib
 import numpy as np
 
 from rsnet_jax.data import augment
-from rsnet_jax.data import footprint
 from rsnet_jax.data import layouts
 from rsnet_jax.data import nifti
 from rsnet_jax.data import orientation
 from rsnet_jax.data import preprocess
 from rsnet_jax.data import resample
 from rsnet_jax.errors import UserError
-from rsnet_jax.runtime import memory
 
 # The paper's choice (Sec. III-B): T1 <- T1ce, T2 <- FLAIR, T1ce <- T1, FLAIR <- T2.
 DEFAULT_COMPLEMENTARY = {'t1': 't1ce', 't2': 'flair', 't1ce': 't1', 'flair': 't2'}
@@ -353,14 +351,8 @@ def dataset_cases(config: ml_collections.ConfigDict, workdir: str, task: Task,
     if jax.process_count() > 1:
       multihost_utils.sync_global_devices('rsnet_jax: synthetic cases written')
   cases = layouts.discover(data_dir, layouts.from_config(config.data))
-  keys = task.required_files(with_target, with_seg)
-  # refused from their headers before a voxel is read: cases too large for the memory budget
-  fit, too_large = footprint.check_memory(cases, keys, task.spacing, memory.budget(config))
-  if too_large and not config.data.skip_invalid:
-    raise UserError(too_large + [f'{len(too_large)} of {len(cases)} cases too large; set '
-                                 '--config.data.skip_invalid=True to leave them out'])
-  valid, problems = layouts.validate_all(fit, keys, config.data.skip_invalid)
-  problems = too_large + problems
+  valid, problems = layouts.validate_all(cases, task.required_files(with_target, with_seg),
+                                         config.data.skip_invalid)
   if problems:
     logging.warning('data.skip_invalid: left out %d of %d cases of %s:', len(cases) - len(valid),
                     len(cases), data_dir)

@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-# BraTS regions as sets of class indices (0 bg, 1 necrotic/non-enhancing core, 2 edema,
-# 3 enhancing), the same for the 0/1/2/4 and 0/1/2/3 label conventions after index mapping.
-REGIONS = {'WT': (1, 2, 3), 'TC': (1, 3), 'ET': (3,)}
+from rsnet_jax.data import layouts
+
+REGIONS = layouts.REGIONS
 
 
 def psnr(truth: np.ndarray, prediction: np.ndarray, mask: np.ndarray) -> float:
@@ -204,3 +204,58 @@ def synthesis_metrics(truth: np.ndarray, prediction: np.ndarray, brain: np.ndarr
           'psnr_tumour': psnr(truth, prediction, tumour),
           'ssim_tumour': ssim_global(truth, prediction, tumour),
           'ssim_windowed_tumour': ssim_windowed(truth, prediction, tumour)}
+
+
+# QU-BraTS (BraTS 2019-2020 uncertainty task; Mehta et al., MELBA 2022): per region an uncertainty
+# map in [0, 100]; at each of these thresholds (100, 97.5, ..., 0) the voxels more uncertain than
+# it are filtered out; Dice is computed on the rest and the ratios of true positives and true
+# negatives (in the brain) that were filtered; the areas under the three curves (over the
+# thresholds, divided by 100) make the score (AUC_Dice + (1 - AUC_FTP) + (1 - AUC_FTN)) / 3.
+# As the challenge's code: Dice of two empty masks is 1, a ratio with nothing to filter is 0.
+QU_BRATS_POINTS = 40
+def qu_brats_thresholds(num_points: int = QU_BRATS_POINTS) -> np.ndarray:
+  """``[num_points + 1]`` uncertainty thresholds from 100 down to 0."""
+  return np.linspace(100.0, 0.0, num_points + 1)
+
+
+def qu_brats_curves(truth: np.ndarray, prediction: np.ndarray, uncertainty: np.ndarray,
+                    brain: np.ndarray, thresholds: np.ndarray) -> dict[str, np.ndarray]:
+  """Dice, filtered-TP ratio and filtered-TN ratio at each threshold (``[K]`` each) of one region:
+  boolean ``truth``, ``prediction`` and ``brain`` masks, ``uncertainty`` in [0, 100]."""
+  t, p, b = truth.astype(bool), prediction.astype(bool), brain.astype(bool)
+  tp, tn = t & p & b, ~t & ~p & b
+  tp_count, tn_count = tp.sum(), tn.sum()
+  out = {'dice': [], 'ftp_ratio': [], 'ftn_ratio': []}
+  for threshold in thresholds:
+    certain = uncertainty <= threshold
+    out['dice'].append(dice(t & certain, p & certain))
+    out['ftp_ratio'].append(float((tp & ~certain).sum() / tp_count) if tp_count else 0.0)
+    out['ftn_ratio'].append(float((tn & ~certain).sum() / tn_count) if tn_count else 0.0)
+  return {k: np.asarray(v) for k, v in out.items()}
+
+
+def qu_brats_region(truth: np.ndarray, prediction: np.ndarray, uncertainty: np.ndarray,
+                    brain: np.ndarray, num_points: int = QU_BRATS_POINTS) -> dict[str, float]:
+  """One region's ``auc_dice``, ``auc_ftp``, ``auc_ftn`` (trapezoids over the thresholds / 100)
+  and ``score``."""
+  thresholds = qu_brats_thresholds(num_points)
+  curves = qu_brats_curves(truth, prediction, uncertainty, brain, thresholds)
+  x = thresholds[::-1]
+  areas = {f'auc_{k.split("_")[0]}': float(np.trapezoid(v[::-1], x) / 100.0)
+           for k, v in curves.items()}
+  areas['score'] = (areas['auc_dice'] + (1 - areas['auc_ftp']) + (1 - areas['auc_ftn'])) / 3
+  return areas
+
+
+def qu_brats(truth_index: np.ndarray, prediction_index: np.ndarray,
+             uncertainties: dict[str, np.ndarray], brain: np.ndarray,
+             num_points: int = QU_BRATS_POINTS) -> dict[str, float]:
+  """The QU-BraTS figures of WT, TC and ET from class-index volumes and one uncertainty map per
+  region (`uncertainty.region_uncertainty`, or any other in [0, 100]): ``{'qu_WT_score': ..., 'qu_WT_auc_dice':
+  ..., ...}``."""
+  out = {}
+  for name, idx in REGIONS.items():
+    region = qu_brats_region(np.isin(truth_index, idx), np.isin(prediction_index, idx),
+                             uncertainties[name], brain, num_points)
+    out.update({f'qu_{name}_{k}': v for k, v in region.items()})
+  return out

@@ -2,7 +2,8 @@
 
 Per case (voxels of the brain): MSE, Spearman of the synthesis variance with the squared error,
 AUSE, mean variance in healthy brain and in the tumour regions (WT/TC/ET); for the segmentation
-head ECE and mean entropy / mutual information per region. Written to ``OUT``:
+head ECE, mean entropy / mutual information per region and the QU-BraTS score per region
+(`metrics.qu_brats`, from the maps `predict` writes). Written to ``OUT``:
   ``NAME.md``, ``NAME.json``          a row per case, then mean +- std (`report.write_tables`)
   ``NAME_overall.json``               pooled reliability bins and ECE, the mean sparsification curves
   ``fig3_<case>.png``                 the paper's Fig. 3 (real, MC mean, MC variance), one column per
@@ -28,6 +29,7 @@ from rsnet_jax.evaluation import metrics
 from rsnet_jax.evaluation import report
 from rsnet_jax.inference import forward_pass
 from rsnet_jax.inference import predict
+from rsnet_jax.inference import uncertainty
 from rsnet_jax.runtime import files
 from rsnet_jax.training import checkpoints
 from rsnet_jax.training import train
@@ -64,6 +66,10 @@ def case_measures(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
     for name in ('entropy', 'mutual_information'):
       row.update({f'{name}_{k}': v for k, v in
                   calibration.region_means(out[name], regions).items()})
+    maps = {name: uncertainty.region_uncertainty(out['probabilities'], idx)
+            for name, idx in metrics.REGIONS.items()}
+    scores = metrics.qu_brats(example['labels'], np.argmax(out['probabilities'], -1), maps, brain)
+    row.update({k: v for k, v in scores.items() if k.endswith('_score')})
   return row, curves, bins
 
 

@@ -10,6 +10,8 @@ and with MC dropout (``num_mc_samples > 0``):
   ``<case>_seg_probabilities.nii.gz``  the mean softmax, ``[X, Y, Z, C]`` in class-index order
   ``<case>_seg_entropy.nii.gz``,       predictive entropy and mutual information (BALD) of the
   ``<case>_seg_mutual_information.nii.gz``  segmentation, in nats
+  ``<case>_unc_{whole,core,enhance}.nii.gz``  QU-BraTS's uncertainty maps of WT, TC, ET (uint8,
+                                       0-100: the binary entropy of the region's mean probability)
 So ``OUT`` is itself a BraTS folder in which the synthesized file stands in for the missing one.
 For an ``anyseq`` model the target is each case's own missing sequence (`_case_task`).
 """
@@ -36,6 +38,7 @@ from rsnet_jax.data import resample
 from rsnet_jax.errors import UserError
 from rsnet_jax.inference import forward_pass
 from rsnet_jax.inference import sliding_window
+from rsnet_jax.inference import uncertainty
 from rsnet_jax.runtime import files
 from rsnet_jax.runtime import manifest
 
@@ -222,6 +225,9 @@ def output_paths(case: layouts.CaseFiles, task: pipeline.Task, case_dir: str,
     if mc:
       for name in ('probabilities', 'entropy', 'mutual_information'):
         paths[name] = _suffixed(seg, f'_{name}')
+      ext = next(e for e in nifti.SUFFIXES if seg.endswith(e))
+      for region, word in uncertainty.QU_BRATS_FILES.items():  # the challenge's names
+        paths[f'qu_{region}'] = os.path.join(case_dir, f'{case.case_id}_unc_{word}{ext}')
   return paths
 
 
@@ -255,6 +261,10 @@ def output_volume(outputs: dict[str, np.ndarray], name: str, layout: layouts.Lay
     volume = layout.index_to_label(np.argmax(shared('probabilities', True), -1))
   elif name == 'probabilities':
     volume = shared('probabilities', True)
+  elif name.startswith('qu_'):  # QU-BraTS: the region's uncertainty, 0-100
+    region = uncertainty.region_uncertainty(shared('probabilities', True),
+                                            layouts.REGIONS[name[3:]])
+    volume = np.round(region).astype(np.uint8)
   elif name in ('synthesis_variance', 'synthesis_std'):
     volume = shared('synthesis_variance', False)
     if meta.resampled:

@@ -15,6 +15,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Stats = tuple[Array, dict[str, Array], dict[str, Array]]  # (count, mean, M2) per output
@@ -105,3 +106,18 @@ def segmentation_uncertainty(mean_probabilities: Array, mean_sample_entropy: Arr
   predictive = entropy(mean_probabilities)
   return {'entropy': predictive,
           'mutual_information': jnp.maximum(predictive - mean_sample_entropy, 0.0)}
+
+
+# The QU-BraTS challenge's names of its three uncertainty maps: <case>_unc_<name>.nii.gz.
+QU_BRATS_FILES = {'WT': 'whole', 'TC': 'core', 'ET': 'enhance'}
+
+
+def region_uncertainty(probabilities: np.ndarray, region: tuple[int, ...]) -> np.ndarray:
+  """A region's QU-BraTS uncertainty map: the binary entropy (bits) of the probability that a voxel
+  is in ``region`` (class indices), from ``probabilities [X, Y, Z, C]``, times 100: 0 where the
+  prediction is sure either way, 100 where it is a coin flip. ``[X, Y, Z] float32`` in [0, 100]."""
+  p = np.clip(np.take(probabilities, region, axis=-1).sum(-1, dtype=np.float32), 0.0, 1.0)
+  q = 1 - p
+  with np.errstate(divide='ignore', invalid='ignore'):
+    h = np.where(p > 0, p * np.log2(p), 0.0) + np.where(q > 0, q * np.log2(q), 0.0)
+  return np.clip(-100.0 * h, 0.0, 100.0).astype(np.float32)

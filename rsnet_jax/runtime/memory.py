@@ -35,6 +35,15 @@ def budget(config: ml_collections.ConfigDict) -> tuple[int, str]:
   return int(0.5 * total), f'50 % of the {total / GIB:.1f} GiB of RAM'
 
 
+def host_budget(config: ml_collections.ConfigDict) -> tuple[int, str]:
+  """``(bytes, description)`` the host may hold reading and writing a case: `budget` when the
+  first device is the CPU (the same memory), else 50 % of the machine's RAM."""
+  if jax.local_devices()[0].platform == 'cpu':
+    return budget(config)
+  total = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
+  return int(0.5 * total), f'50 % of the {total / GIB:.1f} GiB of RAM'
+
+
 def plan(compiled) -> int:
   """Bytes XLA plans for a compiled program: scratch, arguments and outputs (less aliased)."""
   stats = compiled.memory_analysis()
