@@ -142,6 +142,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.predict.window_shape = ()  # e.g. (96, 96, 96): predict on overlapping windows of this size
   #   blended with Gaussian weights (volumes larger than memory allows); () = the whole volume
   config.predict.window_overlap = 0.5  # fraction of a window shared with each neighbour
+  config.predict.tta = 'none'  # test-time augmentation: 'lr' (2 mirrored views) or 'flips' (8),
+  #   pooled with any MC samples into the variance, entropy, MI and QU-BraTS maps
   config.predict.resample = 'auto'  # 'auto': cases whose spacing differs from the model's
   #   (WORKDIR/grid.json) by > 5 % are predicted on its grid and resampled back; 'never': as stored
 

@@ -97,12 +97,13 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
                 cases: list[layouts.CaseFiles], out_dir: str, name: str,
                 key: jax.Array) -> dict:
   """Runs the study on ``cases`` with ``config.uncertainty.num_mc_samples`` MC samples per case
-  (case ``c`` uses ``predict.case_key(key, c)``); writes tables and figures into ``out_dir``.
+  (case ``c`` uses ``predict.case_key(key, c)``), pooled with the ``predict.tta`` views; writes
+  tables and figures into ``out_dir``.
 
   Returns ``{'summary': {metric: {'mean', 'std'}}, 'overall': {...}}``.
   """
   num_bins = config.uncertainty.num_bins
-  fn = _mc_forward(config, apply_fn)
+  fn, views = _mc_forward(config, apply_fn), predict.tta_mode(config)
   others = []
   for workdir in config.uncertainty.other_models:
     other_task, state = load_model(workdir)  # sampled with this run's N and chunking
@@ -111,7 +112,7 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
   for case in tqdm.tqdm(cases, desc=f'uncertainty {name}', unit='case'):
     example, _ = pipeline.load_case(case, task)
     case_key = predict.case_key(key, case.case_id)
-    out = predict.predict_example(fn, params, example, case_key)
+    out = predict.predict_example(fn, params, example, case_key, tta_mode=views)
     row, curves, bins = case_measures(example, out, num_bins)
     per_case[case.case_id] = row
     if curves is not None:
@@ -120,7 +121,8 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
                                out['synthesis_variance'][..., 0])}
       for other_task, other_params, other_fn in others:
         other_example, _ = pipeline.load_case(case, other_task)
-        other = predict.predict_example(other_fn, other_params, other_example, case_key)
+        other = predict.predict_example(other_fn, other_params, other_example, case_key,
+                                        tta_mode=views)
         columns[other_task.target] = (other_example['target'][..., 0], other['synthesis'][..., 0],
                                       other['synthesis_variance'][..., 0])
       report.uncertainty_figure(
@@ -131,7 +133,8 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
       pooled = bins if pooled is None else {k: pooled[k] + bins[k] for k in bins}
 
   summary = report.write_tables(per_case, out_dir, name)
-  overall = {'num_cases': len(cases), 'num_mc_samples': config.uncertainty.num_mc_samples}
+  overall = {'num_cases': len(cases), 'num_mc_samples': config.uncertainty.num_mc_samples,
+             'tta': views}
   if all_curves:
     mean = {k: np.mean([c[k] for c in all_curves.values()], 0) for k in ('curve', 'oracle')}
     mean['fractions'] = calibration.FRACTIONS

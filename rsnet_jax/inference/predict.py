@@ -5,7 +5,7 @@ Per case, in ``OUT/<case>/`` and named as the case's own layout names its files:
                                        intensity space, e.g. [0, 1] for ``brats2017``)
   ``<case>_seg.nii.gz``                the segmentation, labels in the layout's convention (with MC
                                        dropout: the argmax of the mean softmax)
-and with MC dropout (``num_mc_samples > 0``):
+and with samples (MC dropout, ``num_mc_samples > 0``, and/or test-time augmentation, ``tta``):
   ``<case>_<target>_variance.nii.gz``, ``_std.nii.gz``  per-voxel variance and standard deviation
   ``<case>_seg_probabilities.nii.gz``  the mean softmax, ``[X, Y, Z, C]`` in class-index order
   ``<case>_seg_entropy.nii.gz``,       predictive entropy and mutual information (BALD) of the
@@ -38,6 +38,7 @@ from rsnet_jax.data import resample
 from rsnet_jax.errors import UserError
 from rsnet_jax.inference import forward_pass
 from rsnet_jax.inference import sliding_window
+from rsnet_jax.inference import tta
 from rsnet_jax.inference import uncertainty
 from rsnet_jax.runtime import files
 from rsnet_jax.runtime import manifest
@@ -51,23 +52,49 @@ def case_key(key: Array, case_id: str) -> Array:
 
 
 def predict_example(fn, params, example: dict[str, np.ndarray], key: Array | None = None,
-                    window: tuple[int, ...] = (), overlap: float = 0.5) -> dict[str, np.ndarray]:
+                    window: tuple[int, ...] = (), overlap: float = 0.5,
+                    tta_mode: str = 'none') -> dict[str, np.ndarray]:
   """``fn`` (a jitted `forward`) on one example of `pipeline.load_case` with its case key (None
   without MC dropout); numpy outputs without the batch axis.
 
   ``window``: ``(d, h, w)`` voxels, each a multiple of ``2 ** num_levels``: run on overlapping
   windows blended with Gaussian weights (`sliding_window`), window ``i`` with MC key
-  ``fold_in(key, i)``; ``()`` or a window covering the volume: one pass."""
-  inputs = pipeline.network_inputs(example)
-  shape = inputs['inputs'].shape[1:4]
-  if window and any(w < s for w, s in zip(window, shape)):
-    def run(x, index):
-      return fn(params, x, None if key is None else jax.random.fold_in(key, index)[None])
-    out = sliding_window.predict(run, inputs, tuple(window), overlap)
-  else:
-    out = fn(params, inputs, None if key is None else key[None])
-  return outside_brain_as_background(jax.tree.map(lambda a: np.asarray(a[0]), out),
-                                     example['brain'])
+  ``fold_in(key, i)``; ``()`` or a window covering the volume: one pass. ``tta_mode``: the
+  mirrored views of `tta` pooled with the MC samples; view ``v > 0`` takes its samples from
+  ``fold_in(fold_in(key, TTA_STREAM), v)``."""
+
+  def one_view(view: dict[str, np.ndarray], v: int) -> dict[str, np.ndarray]:
+    view_key = key if key is None or v == 0 else jax.random.fold_in(
+        jax.random.fold_in(key, TTA_STREAM), v)
+    inputs = pipeline.network_inputs(view)
+    shape = inputs['inputs'].shape[1:4]
+    if window and any(w < s for w, s in zip(window, shape)):
+      def run(x, index):
+        return fn(params, x, None if view_key is None else
+                  jax.random.fold_in(view_key, index)[None])
+      out = sliding_window.predict(run, inputs, tuple(window), overlap)
+    else:
+      out = fn(params, inputs, None if view_key is None else view_key[None])
+    return jax.tree.map(lambda a: np.asarray(a[0]), out)
+
+  return outside_brain_as_background(tta.pooled(one_view, example, tta_mode), example['brain'])
+
+
+TTA_STREAM = 0x747461  # 'tta': the MC keys of mirrored views, apart from the windows' fold_in(key, i)
+
+
+def tta_mode(config: ml_collections.ConfigDict) -> str:
+  """``predict.tta``, checked."""
+  mode = config.predict.get('tta', 'none')
+  if mode not in tta.MODES:
+    raise UserError(f'predict.tta must be one of {tta.MODES}, got {mode!r}')
+  return mode
+
+
+def has_samples(config: ml_collections.ConfigDict) -> bool:
+  """Whether predictions pool several samples (MC dropout and/or TTA views): then the variance,
+  entropy, mutual information and QU-BraTS maps are written."""
+  return config.predict.num_mc_samples > 0 or tta_mode(config) != 'none'
 
 
 def outside_brain_as_background(outputs: dict[str, np.ndarray],
@@ -138,6 +165,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
     logging.warning('removed %d partial file(s) an interrupted run left in %s', len(stale), out_dir)
   fn = forward_pass.MCForward(config, apply_fn, config.predict.num_mc_samples)
   window = window_shape(config, task) or crop_window(task)
+  mode = tta_mode(config)
   version = manifest.code_version()  # git subprocesses: once per run
   written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []
   grids = {}
@@ -149,7 +177,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
       problems.extend(e.problems)
       unreadable.append(case.case_id)
       continue
-    paths = output_paths(case, case_task, case_dir, config.predict.num_mc_samples > 0)
+    paths = output_paths(case, case_task, case_dir, has_samples(config))
     if not overwrite and all(os.path.exists(p) for p in paths.values()):
       skipped.append(case.case_id)
       continue
@@ -162,7 +190,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
     inputs[case.case_id] = [case.files[k] for k in task.inputs if k in case.files]
     grids[case.case_id] = grid_record(meta)
     predicted = predict_example(fn, params, example, case_key(key, case.case_id), window,
-                                config.predict.get('window_overlap', 0.5))
+                                config.predict.get('window_overlap', 0.5), mode)
     desc = description(config, case_task, version)
     cache = {}
     for name, path in paths.items():
@@ -203,6 +231,8 @@ def description(config: ml_collections.ConfigDict, task: pipeline.Task,
   git = f' git {commit[:7]}{"+dirty" if commit.endswith("+dirty") else ""}' if commit else ''
   made = f'{task.target}<-' if task.target else 'seg<-'
   mc = f' MC{config.predict.num_mc_samples}' if config.predict.num_mc_samples else ''
+  views = len(tta.views(tta_mode(config)))
+  mc += f' TTA{views}' if views > 1 else ''
   inputs = ','.join(m for m in task.inputs if m != task.target)
   return (f'rsnet_jax {version["rsnet_jax"]}{git} {config.model.variant} '
           f'k={config.model.base_filters} {made}{inputs}{mc}')
