@@ -36,6 +36,9 @@ def get_config() -> ml_collections.ConfigDict:
   #   'fold_sum' (three accumulated 2D convs); same parameters, same values to float32 round-off
   config.model.activation = 'relu'  # after every hidden conv: 'relu' (the paper's) | 'leaky_relu'
   #   (ours, slope 0.1: no unit of the heads' narrow layers can die; same parameters)
+  config.model.ensemble_size = 1  # K > 1: a deep ensemble of K networks, parameters stacked on a
+  #   leading axis and trained together by one vmapped step, member k initialised from
+  #   split(key, K)[k]; predictions pool the members like MC samples (docs/uncertainty.md)
 
   config.data = ml_collections.ConfigDict()
   config.data.data_dir = ''  # folder of BraTS case folders; '' = synthetic cases in WORKDIR/data

@@ -57,7 +57,8 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
   model synthesizes ``missing`` for every case."""
   if (task.variant == 'anyseq') != (missing is not None):
     raise ValueError('give the missing sequence for an anyseq model, and only for it')
-  fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=apply_fn, num_mc_samples=0),
+  fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=apply_fn, num_mc_samples=0,
+                                 members=forward_pass.ensemble_size(config)),
                compiler_options=compile_options.for_backend())
   per_case = {}
   window = predict.crop_window(task)

@@ -45,7 +45,8 @@ class Model:
     state, _ = checkpoints.restore_params(workdir, config, state, 'best')
     self.params = state.params
     self._fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=state.apply_fn,
-                                         num_mc_samples=0),
+                                         num_mc_samples=0,
+                                         members=forward_pass.ensemble_size(config)),
                        compiler_options=compile_options.for_backend())
 
   def load(self, case) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:

@@ -9,6 +9,7 @@ from typing import Any, Callable
 
 from absl import logging
 import jax
+import jax.numpy as jnp
 import ml_collections
 
 from rsnet_jax.errors import UserError
@@ -19,9 +20,45 @@ from rsnet_jax.runtime import memory
 Array = jax.Array
 
 
+def ensemble_size(config: ml_collections.ConfigDict) -> int:
+  """``model.ensemble_size``, checked: the members whose parameters are stacked on a leading axis."""
+  members = config.model.get('ensemble_size', 1)
+  if not isinstance(members, int) or members < 1:
+    raise UserError(f'model.ensemble_size must be a whole number >= 1, got {members!r}')
+  return members
+
+
+def pool_members(outputs: dict[str, Array]) -> dict[str, Array]:
+  """Outputs of K ensemble members stacked on axis 0 -> one prediction: every member (and each of
+  its MC samples) an equally weighted sample. The synthesis' mean and its variance (the members'
+  MC variance plus the spread of their means), the mean softmax, its entropy ``H[E p]`` and the
+  mutual information ``H[E p] - E H[p]`` (a member's ``E H[p]``: its entropy minus its mutual
+  information, or the entropy of its softmax without MC samples)."""
+  pooled = {}
+  if 'synthesis' in outputs:
+    means = outputs['synthesis']
+    pooled['synthesis'] = jnp.mean(means, 0)
+    within = jnp.mean(outputs['synthesis_variance'], 0) if 'synthesis_variance' in outputs else 0.0
+    pooled['synthesis_variance'] = within + jnp.var(means, 0)
+  if 'probabilities' in outputs:
+    probabilities = outputs['probabilities']
+    pooled['probabilities'] = jnp.mean(probabilities, 0)
+    predictive = uncertainty.entropy(pooled['probabilities'])
+    if 'entropy' in outputs:
+      expected = jnp.mean(outputs['entropy'] - outputs['mutual_information'], 0)
+    else:
+      expected = jnp.mean(uncertainty.entropy(probabilities), 0)
+    pooled['entropy'] = predictive
+    pooled['mutual_information'] = jnp.maximum(predictive - expected, 0.0)
+  return pooled
+
+
 def forward(params, batch: dict[str, Array], keys: Array | None, *, apply_fn, num_mc_samples: int,
-            mc_chunk_size: int | None = None, share_prefix: bool = True) -> dict[str, Array]:
-  """Deterministic (``num_mc_samples == 0``) or MC-dropout prediction for ``batch``.
+            mc_chunk_size: int | None = None, share_prefix: bool = True,
+            members: int = 1) -> dict[str, Array]:
+  """Deterministic (``num_mc_samples == 0``) or MC-dropout prediction for ``batch``; with
+  ``members > 1``, of a deep ensemble whose parameters are stacked on a leading axis, pooled by
+  `pool_members` (member ``k`` draws its MC samples from ``fold_in(keys[i], k)``).
 
   Args:
     batch: ``inputs [B, D, H, W, C_in]`` (and ``complementary [B, D, H, W, 1]``).
@@ -34,6 +71,14 @@ def forward(params, batch: dict[str, Array], keys: Array | None, *, apply_fn, nu
   ``[B, D, H, W, 1]`` (intensity units squared), ``entropy`` and ``mutual_information``
   ``[B, D, H, W]`` (nats).
   """
+  if members > 1:
+    def member(member_params, k):
+      member_keys = None if keys is None else jax.vmap(lambda key: jax.random.fold_in(key, k))(keys)
+      return forward(member_params, batch, member_keys, apply_fn=apply_fn,
+                     num_mc_samples=num_mc_samples, mc_chunk_size=mc_chunk_size,
+                     share_prefix=share_prefix)
+    return pool_members(jax.vmap(member)(params, jnp.arange(members)))
+
   def once(x, k, train, prefix=None):
     out = apply_fn({'params': params}, x['inputs'], x.get('complementary'), train=train,
                    rngs={'dropout': k} if train else {}, prefix=prefix)
@@ -78,8 +123,8 @@ class MCForward:
   def __init__(self, config: ml_collections.ConfigDict, apply_fn: Callable,
                num_mc_samples: int):
     self._config, self._n = config, num_mc_samples
-    self._forward = functools.partial(forward, apply_fn=apply_fn,
-                                      num_mc_samples=num_mc_samples)
+    self._forward = functools.partial(forward, apply_fn=apply_fn, num_mc_samples=num_mc_samples,
+                                      members=ensemble_size(config))
     self._compiled: dict[Any, Any] = {}
     self.chunk_sizes: dict[Any, int] = {}
 

@@ -92,9 +92,11 @@ def tta_mode(config: ml_collections.ConfigDict) -> str:
 
 
 def has_samples(config: ml_collections.ConfigDict) -> bool:
-  """Whether predictions pool several samples (MC dropout and/or TTA views): then the variance,
+  """Whether predictions pool several samples (MC dropout, TTA views, ensemble members): then the
+  variance,
   entropy, mutual information and QU-BraTS maps are written."""
-  return config.predict.num_mc_samples > 0 or tta_mode(config) != 'none'
+  return (config.predict.num_mc_samples > 0 or tta_mode(config) != 'none'
+          or forward_pass.ensemble_size(config) > 1)
 
 
 def outside_brain_as_background(outputs: dict[str, np.ndarray],
@@ -233,6 +235,8 @@ def description(config: ml_collections.ConfigDict, task: pipeline.Task,
   mc = f' MC{config.predict.num_mc_samples}' if config.predict.num_mc_samples else ''
   views = len(tta.views(tta_mode(config)))
   mc += f' TTA{views}' if views > 1 else ''
+  members = forward_pass.ensemble_size(config)
+  mc += f' ens{members}' if members > 1 else ''
   inputs = ','.join(m for m in task.inputs if m != task.target)
   return (f'rsnet_jax {version["rsnet_jax"]}{git} {config.model.variant} '
           f'k={config.model.base_filters} {made}{inputs}{mc}')

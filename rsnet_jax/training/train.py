@@ -36,6 +36,7 @@ from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
 from rsnet_jax.evaluation import evaluate
 from rsnet_jax.evaluation import report
+from rsnet_jax.inference import forward_pass
 from rsnet_jax.inference import predict
 from rsnet_jax.inference import uncertainty
 from rsnet_jax.model import losses
@@ -87,8 +88,18 @@ def create_train_state(config: ml_collections.ConfigDict, task: pipeline.Task,
   (``learning_rate``, default ``optim.learning_rate``, on `learning_rate_schedule` over
   ``num_steps``; the optimizer state's structure does not depend on ``num_steps``)."""
   model = create_model(config)
-  params = _init_params(model, task.multiple, task.in_channels, task.has_complementary, key)
+  params = _member_params(config, model, task, key)
   return _train_state(config, model, params, learning_rate, num_steps)
+
+
+def _member_params(config: ml_collections.ConfigDict, model: models.RSNet, task: pipeline.Task,
+                   key: Array) -> Any:
+  """The network's parameters from ``key``; for a deep ensemble (``model.ensemble_size = K > 1``)
+  K members' stacked on a leading axis, member ``k`` initialised from ``split(key, K)[k]``."""
+  members = forward_pass.ensemble_size(config)
+  init = functools.partial(_init_params, model, task.multiple, task.in_channels,
+                           task.has_complementary)
+  return init(key) if members == 1 else jax.vmap(init)(jax.random.split(key, members))
 
 
 def abstract_train_state(config: ml_collections.ConfigDict, task: pipeline.Task) -> TrainState:
@@ -99,6 +110,9 @@ def abstract_train_state(config: ml_collections.ConfigDict, task: pipeline.Task)
   # every abstract state, and for `create_train_state`, of the same shapes.
   params = _init_params.eval_shape(model, task.multiple, task.in_channels, task.has_complementary,
                                    jax.random.key(0))
+  members = forward_pass.ensemble_size(config)
+  if members > 1:  # stacked on a leading axis, as `_member_params` makes them
+    params = jax.tree.map(lambda a: jax.ShapeDtypeStruct((members,) + a.shape, a.dtype), params)
   return jax.eval_shape(functools.partial(_train_state, config, model), params)
 
 
@@ -164,9 +178,19 @@ def train_step(state: TrainState, batch: dict[str, Array], key: Array, *,
     batch = anyseq.mask(batch, missing, anyseq.complementary_indices(modalities))
   epoch = state.step // steps_per_epoch
   weights = losses.class_weights(class_ratios, config.loss.rep, config.loss.decay_rate, epoch)
-  grad_fn = jax.value_and_grad(_loss, has_aux=True)
-  (loss, (parts, _)), grads = grad_fn(state.params, state.apply_fn, batch, weights, config, True,
-                                      step_key)
+  members = forward_pass.ensemble_size(config)
+  if members == 1:
+    grad_fn = jax.value_and_grad(_loss, has_aux=True)
+    (loss, (parts, _)), grads = grad_fn(state.params, state.apply_fn, batch, weights, config, True,
+                                        step_key)
+  else:  # each member's own loss and dropout key: fold_in(fold_in(key, k), step)
+    def ensemble_loss(params):
+      def member(member_params, k):
+        member_key = jax.random.fold_in(jax.random.fold_in(key, k), state.step)
+        return _loss(member_params, state.apply_fn, batch, weights, config, True, member_key)
+      member_losses, (member_parts, _) = jax.vmap(member)(params, jnp.arange(members))
+      return member_losses.sum(), jax.tree.map(lambda a: a.mean(0), member_parts)
+    (loss, parts), grads = jax.value_and_grad(ensemble_loss, has_aux=True)(state.params)
   finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
       [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
   new_state = state.apply_gradients(grads=grads)
@@ -194,10 +218,18 @@ def sharded_train_step(config: ml_collections.ConfigDict, class_ratios: np.ndarr
 
 def eval_step(params: Any, batch: dict[str, Array], *, apply_fn, config: ml_collections.ConfigDict,
               num_classes: int) -> tuple[dict[str, Array], dict[str, Array]]:
-  """Deterministic forward pass; unweighted losses (comparable across epochs) and outputs."""
+  """Deterministic forward pass; unweighted losses (comparable across epochs) and outputs (an
+  ensemble: the members' mean losses, their mean softmax as ``probabilities`` and mean synthesis)."""
   weights = jnp.ones((num_classes,), jnp.float32)
-  _, (parts, outputs) = _loss(params, apply_fn, batch, weights, config, False)
-  return parts, outputs
+  if forward_pass.ensemble_size(config) == 1:
+    _, (parts, outputs) = _loss(params, apply_fn, batch, weights, config, False)
+    return parts, outputs
+  _, (parts, outputs) = jax.vmap(lambda p: _loss(p, apply_fn, batch, weights, config, False))(params)
+  if 'logits' in outputs:  # the ensemble's prediction: the members' mean softmax
+    outputs['probabilities'] = jnp.mean(uncertainty.softmax(outputs.pop('logits')), 0)
+  if 'synthesis' in outputs:
+    outputs['synthesis'] = jnp.mean(outputs['synthesis'], 0)
+  return jax.tree.map(lambda a: a.mean(0), parts), outputs
 
 
 TrainMetrics = clu_metrics.Collection.create(
