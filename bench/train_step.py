@@ -6,6 +6,7 @@ the machine (XLA's CPU thread pool; torch.set_num_threads(os.cpu_count())). Vari
   jax remat=levels|convs  `model.remat` (`jax.checkpoint` per U-Net level)
   jax bf16               `model.dtype='bfloat16'` (float32 parameters and loss)
   jax no donation        `train.donate_state=False`
+  jax ensK               `model.ensemble_size=K` (K = 2, 3, 4, 5, 8): K members in one vmapped step
   torch                  `bench/torch_twin.py`: same layers and parameter count, same loss, Adam
 Reported: seconds per step after compilation/warm-up (median of --steps), the step rate ratio
 torch time / jax time (>= 1: JAX at least as fast), GFLOP/s from the analytic count of convolution
@@ -21,6 +22,7 @@ the CPU). ``--forward`` times one forward pass with dropout on (one MC sample; t
   python bench/train_step.py --shapes 64,64,64 128,128,128 --variants jax 'jax xla' torch --forward
   python bench/train_step.py --shapes 192,208,160 --variants jax 'jax remat=levels' 'jax bf16' \
       --compile-only   # memory plans at the paper's 184x200x152 crop padded to 2**4
+  python bench/train_step.py --shapes 64,64,64 --variants jax 'jax ens2' 'jax ens5'  # ensembles
 """
 
 import argparse
@@ -46,6 +48,8 @@ JAX_LEVERS = {  # variant: (remat, dtype, donate, conv_impl)
     'jax bf16 remat=levels': ('levels', 'bfloat16', True, 'auto'),
     'jax no donation': ('none', 'float32', False, 'auto'),
 }
+# Deep ensembles (model.ensemble_size): 'jax ens2', 'jax ens4', ...: the default levers, K members.
+ENSEMBLE_PREFIX = 'jax ens'
 IN_CHANNELS, K, LEVELS, CLASSES = 3, 4, 4, 4
 
 
@@ -91,9 +95,13 @@ def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | 
   from rsnet_jax.training import train  # pylint: disable=g-import-not-at-top
   from rsnet_jax.data import pipeline  # pylint: disable=g-import-not-at-top
   options = compile_options.for_backend()  # as the training loop compiles it
+  members = 1
+  if variant.startswith(ENSEMBLE_PREFIX):
+    members, variant = int(variant[len(ENSEMBLE_PREFIX):]), 'jax'
   remat, dtype, donate, conv_impl = JAX_LEVERS[variant]
   config = paper.get_config()
   config.model.remat, config.model.dtype, config.model.conv_impl = remat, dtype, conv_impl
+  config.model.ensemble_size = members
   task = pipeline.Task.from_config(config)
   state = train.create_train_state(config, task, jax.random.key(0))
   rng = np.random.default_rng(0)
@@ -106,10 +114,17 @@ def run_jax(variant: str, shape, steps: int, compile_only: bool, profile: str | 
                                    class_ratios=np.full(CLASSES, 0.25), steps_per_epoch=100),
                  donate_argnums=(0,) if donate else (), compiler_options=options)
   key = jax.random.key(1)
-  if forward:  # one MC-dropout sample: the forward pass with dropout on, no gradients
-    step = jax.jit(lambda state, batch, key: (state, state.apply_fn(
-        {'params': state.params}, batch['inputs'], batch['complementary'], train=True,
-        rngs={'dropout': key})), compiler_options=options)
+  if forward:  # one MC-dropout sample (of each member): the forward pass with dropout on
+    def sample(params, batch, key):
+      return state.apply_fn({'params': params}, batch['inputs'], batch['complementary'],
+                            train=True, rngs={'dropout': key})
+    if members > 1:
+      from rsnet_jax.inference import forward_pass  # pylint: disable=g-import-not-at-top
+      one_sample = sample
+      sample = lambda params, batch, key: forward_pass.over_members(
+          lambda p: one_sample(p, batch, key), params)
+    step = jax.jit(lambda state, batch, key: (state, sample(state.params, batch, key)),
+                   compiler_options=options)
   t = time.perf_counter()
   compiled = step.lower(state, batch, key).compile()
   result = {'compile_s': time.perf_counter() - t,
@@ -254,7 +269,7 @@ def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--shapes', nargs='+', default=['64,64,64', '128,128,128'])
   parser.add_argument('--variants', nargs='+', default=['jax', 'torch'],
-                      choices=list(JAX_LEVERS) + ['torch'])
+                      choices=list(JAX_LEVERS) + ['torch'] + [f'{ENSEMBLE_PREFIX}{k}' for k in (2, 3, 4, 5, 8)])
   parser.add_argument('--steps', type=int, default=3, help='timed steps after the warm-up')
   parser.add_argument('--warmup', type=int, default=1, help='untimed steps first (0 at full size)')
   parser.add_argument('--compile-only', action='store_true', help='JAX: memory plan only')

@@ -183,12 +183,13 @@ def train_step(state: TrainState, batch: dict[str, Array], key: Array, *,
     grad_fn = jax.value_and_grad(_loss, has_aux=True)
     (loss, (parts, _)), grads = grad_fn(state.params, state.apply_fn, batch, weights, config, True,
                                         step_key)
-  else:  # each member's own loss and dropout key: fold_in(fold_in(key, k), step)
+  else:  # each member's own loss and dropout key fold_in(fold_in(key, k), step), in one step
     def ensemble_loss(params):
       def member(member_params, k):
         member_key = jax.random.fold_in(jax.random.fold_in(key, k), state.step)
         return _loss(member_params, state.apply_fn, batch, weights, config, True, member_key)
-      member_losses, (member_parts, _) = jax.vmap(member)(params, jnp.arange(members))
+      member_losses, (member_parts, _) = forward_pass.over_members(member, params,
+                                                                   jnp.arange(members))
       return member_losses.sum(), jax.tree.map(lambda a: a.mean(0), member_parts)
     (loss, parts), grads = jax.value_and_grad(ensemble_loss, has_aux=True)(state.params)
   finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
@@ -224,7 +225,8 @@ def eval_step(params: Any, batch: dict[str, Array], *, apply_fn, config: ml_coll
   if forward_pass.ensemble_size(config) == 1:
     _, (parts, outputs) = _loss(params, apply_fn, batch, weights, config, False)
     return parts, outputs
-  _, (parts, outputs) = jax.vmap(lambda p: _loss(p, apply_fn, batch, weights, config, False))(params)
+  _, (parts, outputs) = forward_pass.over_members(
+      lambda p: _loss(p, apply_fn, batch, weights, config, False), params)
   if 'logits' in outputs:  # the ensemble's prediction: the members' mean softmax
     outputs['probabilities'] = jnp.mean(uncertainty.softmax(outputs.pop('logits')), 0)
   if 'synthesis' in outputs:
