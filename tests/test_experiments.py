@@ -177,3 +177,24 @@ def test_generalization_check_end_to_end(tmp_path):
   assert no != yes
   table = (workdir / 'generalization.md').read_text()
   assert '| augmentation | independent family |' in table
+
+
+@pytest.mark.slow
+def test_uncertainty_methods_end_to_end(tmp_path):
+  workdir = _experiment(tmp_path, 'uncertainty_methods', *FOUR_CASES,
+                        '--config.experiment.ensemble_size=2', '--config.experiment.mc_samples=2',
+                        '--config.experiment.tta=lr')
+  files = set(os.listdir(workdir))
+  assert {'single', 'ensemble', 'methods', 'uncertainty_methods.md', 'uncertainty_methods.json',
+          'qu_brats_curves.png', 'sparsification_methods.png', 'reliability_methods.png'} <= files
+  record = json.loads((workdir / 'uncertainty_methods.json').read_text())['methods']
+  assert list(record) == ['MC dropout', 'deep ensemble', 'TTA', 'ensemble + MC dropout']
+  for summary in record.values():
+    assert {'dice_WT', 'qu_ET_score', 'ece_brain', 'brier_brain', 'psnr_brain', 'ause',
+            'within_1std', 'within_2std', 'cost'} <= set(summary)
+  assert [record[m]['cost']['passes_per_case'] for m in record] == [2, 2, 2, 4]
+  # One ensemble checkpoint, two members: its training cost is its own, recorded once.
+  assert record['deep ensemble']['cost']['training_s'] == record['ensemble + MC dropout'][
+      'cost']['training_s']
+  table = (workdir / 'uncertainty_methods.md').read_text()
+  assert '| deep ensemble |' in table and 'network passes per case' in table

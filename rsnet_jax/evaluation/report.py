@@ -177,6 +177,63 @@ def sparsification_plot(mean: dict, per_case: list[dict], path: str) -> None:
   _save(fig, path)
 
 
+def methods_figures(overall: dict[str, dict], out_dir: str) -> list[str]:
+  """Uncertainty methods side by side, from each method's study ``overall`` (`uncertainty_study`):
+  ``qu_brats_curves.png`` (Dice, filtered-TP and filtered-TN ratios against the threshold, per
+  region), ``sparsification_methods.png`` and ``reliability_methods.png``. Returns the paths."""
+  plt = _pyplot()
+  paths = []
+  with_qu = {m: o for m, o in overall.items() if 'qu_brats_curves' in o}
+  if with_qu:
+    regions = list(next(iter(with_qu.values()))['qu_brats_curves'])
+    fig, axes = plt.subplots(3, len(regions), figsize=(3.2 * len(regions), 7.5), sharex=True,
+                             squeeze=False)
+    for i, (method, o) in enumerate(with_qu.items()):
+      x = 100 - np.asarray(o['qu_brats_thresholds'])
+      for col, region in enumerate(regions):
+        for row, name in enumerate(('dice', 'ftp_ratio', 'ftn_ratio')):
+          axes[row, col].plot(x, o['qu_brats_curves'][region][name], color=f'C{i}', label=method)
+          axes[row, col].set_ylim(-0.02, 1.02)
+          if col == 0:
+            axes[row, col].set_ylabel({'dice': 'Dice', 'ftp_ratio': 'filtered TP ratio',
+                                       'ftn_ratio': 'filtered TN ratio'}[name])
+        axes[0, col].set_title(region)
+        axes[2, col].set_xlabel('100 - uncertainty threshold')
+    axes[0, 0].legend(fontsize=7)
+    paths.append(os.path.join(out_dir, 'qu_brats_curves.png'))
+    _save(fig, paths[-1])
+  with_sparsification = {m: o for m, o in overall.items() if 'sparsification_mean' in o}
+  if with_sparsification:
+    fig, ax = plt.subplots(figsize=(5.0, 3.8))
+    for i, (method, o) in enumerate(with_sparsification.items()):
+      c = o['sparsification_mean']
+      ax.plot(c['fractions'], c['curve'], color=f'C{i}', label=f'{method} (AUSE {c["ause"]:.3f})')
+      ax.plot(c['fractions'], c['oracle'], color=f'C{i}', linestyle=':', linewidth=0.8)
+    ax.set_xlabel('fraction of brain voxels removed (most uncertain first)')
+    ax.set_ylabel('remaining squared error / mean')
+    ax.set_title('sparsification of the synthesis (dotted: oracles)', fontsize=10)
+    ax.legend(fontsize=7)
+    paths.append(os.path.join(out_dir, 'sparsification_methods.png'))
+    _save(fig, paths[-1])
+  with_bins = {m: o for m, o in overall.items() if 'reliability_bins' in o}
+  if with_bins:
+    fig, ax = plt.subplots(figsize=(4.6, 4.2))
+    ax.plot([0, 1], [0, 1], color='0.6', linestyle='--', linewidth=0.8)
+    for i, (method, o) in enumerate(with_bins.items()):
+      b = {k: np.asarray(v) for k, v in o['reliability_bins'].items()}
+      used = b['count'] > 0
+      ax.plot(b['confidence_sum'][used] / b['count'][used], b['correct_sum'][used] /
+              b['count'][used], marker='o', markersize=3, color=f'C{i}',
+              label=f'{method} (ECE {o["ece_pooled"]:.4f})')
+    ax.set_xlabel('confidence (mean softmax)')
+    ax.set_ylabel('accuracy')
+    ax.set_title('reliability of the segmentation', fontsize=10)
+    ax.legend(fontsize=7)
+    paths.append(os.path.join(out_dir, 'reliability_methods.png'))
+    _save(fig, paths[-1])
+  return paths
+
+
 def reliability_plot(bins: dict[str, np.ndarray], ece: float, path: str) -> None:
   """Reliability diagram: accuracy per confidence bin against the diagonal, voxel counts below."""
   n = bins['count']

@@ -18,10 +18,11 @@ from rsnet_jax.experiments import crossval
 from rsnet_jax.experiments import generalization
 from rsnet_jax.experiments import lesions
 from rsnet_jax.experiments import swap
+from rsnet_jax.experiments import uncertainty_methods
 
 RUNNERS = {'swap': swap.run, 'crossval': crossval.run, 'lesions': lesions.run,
            'convergence': convergence.run, 'anyseq': anyseq.run,
-           'generalization': generalization.run}
+           'generalization': generalization.run, 'uncertainty_methods': uncertainty_methods.run}
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> None:

@@ -3,7 +3,8 @@
 Per case (voxels of the brain): MSE, Spearman of the synthesis variance with the squared error,
 AUSE, mean variance in healthy brain and in the tumour regions (WT/TC/ET); for the segmentation
 head ECE, mean entropy / mutual information per region and the QU-BraTS score per region
-(`metrics.qu_brats`, from the maps `predict` writes). Written to ``OUT``:
+(`metrics.qu_brats`, from the maps `predict` writes); also the synthesis' PSNR, the fraction of
+voxels whose error lies within 1 and 2 predicted std, Dice and the Brier score. Written to ``OUT``:
   ``NAME.md``, ``NAME.json``          a row per case, then mean +- std (`report.write_tables`)
   ``NAME_overall.json``               pooled reliability bins and ECE, the mean sparsification curves
   ``fig3_<case>.png``                 the paper's Fig. 3 (real, MC mean, MC variance), one column per
@@ -59,6 +60,10 @@ def case_measures(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
     curves = calibration.sparsification(variance[brain], squared_error[brain])
     row['ause'] = curves['ause']
     row.update({f'variance_{k}': v for k, v in calibration.region_means(variance, regions).items()})
+    row['psnr_brain'] = metrics.psnr(example['target'][..., 0], out['synthesis'][..., 0], brain)
+    error, std = np.sqrt(squared_error[brain]), np.sqrt(variance[brain])
+    row['within_1std'] = float(np.mean(error <= std))  # a Gaussian's would be 0.68
+    row['within_2std'] = float(np.mean(error <= 2 * std))  # and 0.95
   if 'entropy' in out and 'labels' in example:
     bins = calibration.reliability_bins(out['probabilities'][brain], example['labels'][brain],
                                         num_bins)
@@ -68,9 +73,24 @@ def case_measures(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
                   calibration.region_means(out[name], regions).items()})
     maps = {name: uncertainty.region_uncertainty(out['probabilities'], idx)
             for name, idx in metrics.REGIONS.items()}
-    scores = metrics.qu_brats(example['labels'], np.argmax(out['probabilities'], -1), maps, brain)
+    prediction = np.argmax(out['probabilities'], -1)
+    scores = metrics.qu_brats(example['labels'], prediction, maps, brain)
     row.update({k: v for k, v in scores.items() if k.endswith('_score')})
+    row.update({f'dice_{k}': v for k, v in metrics.brats_dice(example['labels'],
+                                                               prediction).items()})
+    onehot = np.eye(out['probabilities'].shape[-1])[example['labels'][brain]]
+    row['brier_brain'] = float(np.mean(np.sum((out['probabilities'][brain] - onehot)**2, -1)))
   return row, curves, bins
+
+
+def qu_brats_curves(example: dict[str, np.ndarray],
+                    out: dict[str, np.ndarray]) -> dict[str, dict[str, np.ndarray]]:
+  """One case's QU-BraTS curves per region (`metrics.qu_brats_curves` on the brain)."""
+  prediction = np.argmax(out['probabilities'], -1)
+  return {name: metrics.qu_brats_curves(
+      np.isin(example['labels'], idx), np.isin(prediction, idx),
+      uncertainty.region_uncertainty(out['probabilities'], idx), example['brain'] > 0,
+      metrics.qu_brats_thresholds()) for name, idx in metrics.REGIONS.items()}
 
 
 def load_model(workdir: str) -> tuple[pipeline.Task, train.TrainState]:
@@ -108,7 +128,7 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
   for workdir in config.uncertainty.other_models:
     other_task, state = load_model(workdir)  # sampled with this run's N and chunking
     others.append((other_task, state.params, _mc_forward(config, state.apply_fn)))
-  per_case, all_curves, pooled = {}, {}, None
+  per_case, all_curves, pooled, qu_curves = {}, {}, None, {}
   for case in tqdm.tqdm(cases, desc=f'uncertainty {name}', unit='case'):
     example, _ = pipeline.load_case(case, task)
     case_key = predict.case_key(key, case.case_id)
@@ -131,10 +151,12 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
           title=case.case_id)
     if bins is not None:
       pooled = bins if pooled is None else {k: pooled[k] + bins[k] for k in bins}
+    if 'probabilities' in out and 'labels' in example:
+      qu_curves[case.case_id] = qu_brats_curves(example, out)
 
   summary = report.write_tables(per_case, out_dir, name)
   overall = {'num_cases': len(cases), 'num_mc_samples': config.uncertainty.num_mc_samples,
-             'tta': views}
+             'tta': views, 'xla_plan_bytes': max(fn.plans.values(), default=0)}
   if all_curves:
     mean = {k: np.mean([c[k] for c in all_curves.values()], 0) for k in ('curve', 'oracle')}
     mean['fractions'] = calibration.FRACTIONS
@@ -147,5 +169,11 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
     overall['reliability_bins'] = {k: v.tolist() for k, v in pooled.items()}
     report.reliability_plot(pooled, overall['ece_pooled'],
                             os.path.join(out_dir, 'reliability.png'))
+  if qu_curves:
+    overall['qu_brats_thresholds'] = metrics.qu_brats_thresholds().tolist()
+    overall['qu_brats_curves'] = {
+        region: {k: np.mean([c[region][k] for c in qu_curves.values()], 0).tolist()
+                 for k in ('dice', 'ftp_ratio', 'ftn_ratio')}
+        for region in metrics.REGIONS}
   files.write_json(os.path.join(out_dir, f'{name}_overall.json'), overall)
   return {'summary': summary, 'overall': overall}

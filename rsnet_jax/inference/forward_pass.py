@@ -140,6 +140,7 @@ class MCForward:
                                       members=ensemble_size(config))
     self._compiled: dict[Any, Any] = {}
     self.chunk_sizes: dict[Any, int] = {}
+    self.plans: dict[Any, int] = {}  # input shapes -> XLA's memory plan of the compiled pass, bytes
 
   def _compile(self, chunk: int | None, *args):
     return jax.jit(functools.partial(self._forward, mc_chunk_size=chunk),
@@ -178,4 +179,5 @@ class MCForward:
         self._compiled[key] = compiled
       if self._n:
         self.chunk_sizes[key] = chunk
+      self.plans[key] = memory.plan(self._compiled[key])
     return self._compiled[key](params, batch, keys)
