@@ -1,6 +1,7 @@
 """Deep ensembles (issue 31): K members stacked on a leading axis, trained by one vmapped step."""
 
 import functools
+import os
 
 import jax
 import jax.numpy as jnp
@@ -109,3 +110,45 @@ def test_one_checkpoint_holds_every_member_and_predict_pools_them(tiny_dataset, 
   assert len(written) == 10  # variance, entropy, MI and QU-BraTS maps from the members alone
   with pytest.raises(UserError, match='ensemble_size'):
     forward_pass.ensemble_size(tiny_config(**{'model.ensemble_size': 0}))
+
+
+@pytest.mark.slow  # two training runs in subprocesses
+def test_ensemble_with_tta_on_two_devices_resumes_to_the_same_bits(tmp_path):
+  """An ensemble of 2 with TTA and MC dropout, data-parallel over 2 CPU devices, trained straight
+  and resumed from its first checkpoint: the same evaluation and the same predicted files."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  from tests import test_main  # pylint: disable=g-import-not-at-top
+
+  def run(workdir):
+    cmd = [sys.executable, '-m', 'rsnet_jax.main', '--config', 'configs/demo.py', '--workdir',
+           str(workdir), *test_main.TINY, *flags]
+    env = dict(os.environ, JAX_PLATFORMS='cpu', TF_CPP_MIN_LOG_LEVEL='3',
+               XLA_FLAGS='--xla_force_host_platform_device_count=2')
+    return subprocess.run(cmd, cwd=test_main.REPO, capture_output=True, text=True, env=env,
+                          timeout=900)
+
+  flags = ['--config.model.ensemble_size=2', '--config.predict.tta=lr',
+           '--config.train.checkpoint_every_steps=1', '--config.train.predict_test_cases=True']
+  straight, resumed = tmp_path / 'straight', tmp_path / 'resumed'
+  result = run(straight)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert 'devices: [CpuDevice(id=0), CpuDevice(id=1)]' in result.stderr
+  shutil.copytree(straight, resumed)
+  steps = sorted(int(s) for s in os.listdir(resumed / 'checkpoints') if s.isdigit())
+  for step in steps[1:]:  # back to the first checkpoint, as a run killed after it would be
+    shutil.rmtree(resumed / 'checkpoints' / str(step))
+  shutil.rmtree(resumed / 'evaluation')
+  shutil.rmtree(resumed / 'predictions')
+  result = run(resumed)
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert f'resumed from step {steps[0]}' in result.stderr
+  assert (straight / 'evaluation' / 'test.json').read_text() == (
+      resumed / 'evaluation' / 'test.json').read_text()
+  written = sorted(p.relative_to(straight / 'predictions')
+                   for p in (straight / 'predictions').rglob('*.nii.gz'))
+  assert len(written) == 10
+  for path in written:
+    assert (straight / 'predictions' / path).read_bytes() == (
+        resumed / 'predictions' / path).read_bytes(), path

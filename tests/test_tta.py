@@ -89,3 +89,20 @@ def test_predict_with_tta_writes_the_uncertainty_files_reproducibly(tiny_dataset
   assert variance.max() > 0  # a random network is not mirror-equivariant
   with pytest.raises(UserError, match='predict.tta'):
     predict.tta_mode(tiny_config(**{'predict.tta': 'all'}))
+
+
+def test_tta_of_a_mirror_symmetric_input_is_mirror_symmetric(tiny_dataset):
+  config = tiny_config()
+  task = pipeline.Task.from_config(config)
+  example, _ = pipeline.load_case(layouts.discover(tiny_dataset)[0], task)
+  symmetric = {k: (v + np.flip(v, 0)) / 2 if v.dtype.kind == 'f' else v for k, v in example.items()}
+  symmetric['brain'] = np.maximum(example['brain'], np.flip(example['brain'], 0))
+  state = train.create_train_state(config, task, jax.random.key(0))
+  fn = jax.jit(lambda p, x, k: predict.forward_pass.forward(p, x, k, apply_fn=state.apply_fn,
+                                                            num_mc_samples=0))
+  plain = predict.predict_example(fn, state.params, symmetric)
+  pooled = predict.predict_example(fn, state.params, symmetric, tta_mode='lr')
+  for name in ('synthesis', 'probabilities'):
+    np.testing.assert_allclose(pooled[name], np.flip(pooled[name], 0), rtol=1e-5, atol=1e-6)
+  # Without TTA a random network is not symmetric: the test can tell.
+  assert np.abs(plain['synthesis'] - np.flip(plain['synthesis'], 0)).max() > 1e-4

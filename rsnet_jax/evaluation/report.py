@@ -209,12 +209,10 @@ def methods_figures(overall: dict[str, dict], out_dir: str) -> list[str]:
       c = o['sparsification_mean']
       ax.plot(c['fractions'], c['curve'], color=f'C{i}', label=f'{method} (AUSE {c["ause"]:.3f})')
       ax.plot(c['fractions'], c['oracle'], color=f'C{i}', linestyle=':', linewidth=0.8)
-    ax.set_xlabel('fraction of brain voxels removed (most uncertain first)')
-    ax.set_ylabel('remaining squared error / mean')
-    ax.set_title('sparsification of the synthesis (dotted: oracles)', fontsize=10)
-    ax.legend(fontsize=7)
-    paths.append(os.path.join(out_dir, 'sparsification_methods.png'))
-    _save(fig, paths[-1])
+    paths.append(_finish(fig, ax, 'fraction of brain voxels removed (most uncertain first)',
+                         'remaining squared error / mean',
+                         'sparsification of the synthesis (dotted: oracles)',
+                         os.path.join(out_dir, 'sparsification_methods.png')))
   with_bins = {m: o for m, o in overall.items() if 'reliability_bins' in o}
   if with_bins:
     fig, ax = plt.subplots(figsize=(4.6, 4.2))
@@ -225,13 +223,20 @@ def methods_figures(overall: dict[str, dict], out_dir: str) -> list[str]:
       ax.plot(b['confidence_sum'][used] / b['count'][used], b['correct_sum'][used] /
               b['count'][used], marker='o', markersize=3, color=f'C{i}',
               label=f'{method} (ECE {o["ece_pooled"]:.4f})')
-    ax.set_xlabel('confidence (mean softmax)')
-    ax.set_ylabel('accuracy')
-    ax.set_title('reliability of the segmentation', fontsize=10)
-    ax.legend(fontsize=7)
-    paths.append(os.path.join(out_dir, 'reliability_methods.png'))
-    _save(fig, paths[-1])
+    paths.append(_finish(fig, ax, 'confidence (mean softmax)', 'accuracy',
+                         'reliability of the segmentation',
+                         os.path.join(out_dir, 'reliability_methods.png')))
   return paths
+
+
+def _finish(fig, ax, xlabel: str, ylabel: str, title: str, path: str) -> str:
+  """Labels, title and legend of a one-panel figure, saved to ``path`` (returned)."""
+  ax.set_xlabel(xlabel)
+  ax.set_ylabel(ylabel)
+  ax.set_title(title, fontsize=10)
+  ax.legend(fontsize=7)
+  _save(fig, path)
+  return path
 
 
 def reliability_plot(bins: dict[str, np.ndarray], ece: float, path: str) -> None:
