@@ -5,7 +5,7 @@ Per case, in ``OUT/<case>/`` and named as the case's own layout names its files:
                                        intensity space, e.g. [0, 1] for ``brats2017``)
   ``<case>_seg.nii.gz``                the segmentation, labels in the layout's convention (with MC
                                        dropout: the argmax of the mean softmax)
-and with samples (MC dropout, ``num_mc_samples > 0``, and/or test-time augmentation, ``tta``):
+and with samples (MC dropout ``num_mc_samples > 0``, test-time augmentation ``tta``, an ensemble):
   ``<case>_<target>_variance.nii.gz``, ``_std.nii.gz``  per-voxel variance and standard deviation
   ``<case>_seg_probabilities.nii.gz``  the mean softmax, ``[X, Y, Z, C]`` in class-index order
   ``<case>_seg_entropy.nii.gz``,       predictive entropy and mutual information (BALD) of the
@@ -93,8 +93,7 @@ def tta_mode(config: ml_collections.ConfigDict) -> str:
 
 def has_samples(config: ml_collections.ConfigDict) -> bool:
   """Whether predictions pool several samples (MC dropout, TTA views, ensemble members): then the
-  variance,
-  entropy, mutual information and QU-BraTS maps are written."""
+  variance, entropy, mutual information and QU-BraTS maps are written."""
   return (config.predict.num_mc_samples > 0 or tta_mode(config) != 'none'
           or forward_pass.ensemble_size(config) > 1)
 
