@@ -141,13 +141,16 @@ def test_anyseq_trains_resumes_bit_identically_and_predicts_a_mixed_folder(tiny_
   names = {'t1': 't1n', 't1ce': 't1c', 't2': 't2w', 'flair': 't2f'}
   for case in cases[1:]:
     m = names[missing[case.case_id]]
+    qu_brats = [f'{case.case_id}_unc_{r}.nii.gz' for r in ('whole', 'core', 'enhance')]
     assert sorted(os.listdir(out / case.case_id)) == sorted(
-        f'{case.case_id}-{s}' for s in (f'{m}.nii.gz', f'{m}_variance.nii.gz', f'{m}_std.nii.gz',
-                                        'seg.nii.gz', 'seg_probabilities.nii.gz',
-                                        'seg_entropy.nii.gz', 'seg_mutual_information.nii.gz'))
+        [f'{case.case_id}-{s}' for s in (f'{m}.nii.gz', f'{m}_variance.nii.gz', f'{m}_std.nii.gz',
+                                         'seg.nii.gz', 'seg_probabilities.nii.gz',
+                                         'seg_entropy.nii.gz', 'seg_mutual_information.nii.gz')]
+        + qu_brats)
   assert sorted(os.listdir(out / complete.name)) == sorted(
-      f'{complete.name}-seg{s}.nii.gz'
-      for s in ('', '_probabilities', '_entropy', '_mutual_information'))
+      [f'{complete.name}-seg{s}.nii.gz'
+       for s in ('', '_probabilities', '_entropy', '_mutual_information')]
+      + [f'{complete.name}_unc_{r}.nii.gz' for r in ('whole', 'core', 'enhance')])
   # the output folder completes each case: with its inputs, every sequence is there
   for case in cases[1:]:
     shutil.copytree(case.folder, out / case.case_id, dirs_exist_ok=True)

@@ -73,7 +73,8 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   for name in (f'{case_id}_flair.nii.gz', f'{case_id}_seg.nii.gz',
                f'{case_id}_flair_variance.nii.gz', f'{case_id}_flair_std.nii.gz',
                f'{case_id}_seg_probabilities.nii.gz', f'{case_id}_seg_entropy.nii.gz',
-               f'{case_id}_seg_mutual_information.nii.gz'):
+               f'{case_id}_seg_mutual_information.nii.gz', f'{case_id}_unc_whole.nii.gz',
+               f'{case_id}_unc_core.nii.gz', f'{case_id}_unc_enhance.nii.gz'):
     img = nib.load(out / name)
     assert img.shape[:3] == source.shape == (18, 16, 13)
     np.testing.assert_allclose(img.affine, source.affine)
