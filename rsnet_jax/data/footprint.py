@@ -41,8 +41,9 @@ def case_memory(case: layouts.CaseFiles, keys: tuple[str, ...], spacing: tuple[f
   one_file = max(voxels(s) * (itemsize + 8) for s, itemsize, _ in peeks)
   reading = one_file + voxels(shape) + len(peeks) * voxels(grid) * 12
   gib = 2.0**30
-  what = (f'{len(peeks)} volumes of {tuple(shape)}: {sum(voxels(s) * b for s, b, _ in peeks) / gib:.2f}'
-          f' GiB as stored, {len(peeks) * voxels(shape) * 4 / gib:.2f} GiB as float32')
+  stored = sum(voxels(s) * itemsize for s, itemsize, _ in peeks)
+  what = (f'{len(peeks)} volumes of {tuple(shape)}: {stored / gib:.2f} GiB as stored, '
+          f'{len(peeks) * voxels(shape) * 4 / gib:.2f} GiB as float32')
   if grid != shape:
     what += f', {tuple(grid)} on the model\'s grid'
   if output_bytes:

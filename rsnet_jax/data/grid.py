@@ -1,12 +1,12 @@
 """The model's grid: the voxel spacing a run trains on, recorded beside its checkpoints.
 
 ``WORKDIR/grid.json`` holds ``spacing_mm`` (canonical axes), how it was chosen, the spline order of
-the images' resampling and the intensity normalisation. Training writes it once (``data.target_spacing``,
-or by default the per-axis median of the training cases' spacings, nnU-Net's choice) and every
-case is then read on that grid (`pipeline.load_case` resamples what differs by more than
-`resample.TOLERANCE`); evaluation and prediction read it back, so a case at any spacing is seen at
-the scale the model learnt. Workdirs trained before the record existed hold none: their cases are
-read at their own spacing, as then.
+the images' resampling and the intensity normalisation. Training writes it once
+(``data.target_spacing``, or by default the per-axis median of the training cases' spacings,
+nnU-Net's choice) and every case is then read on that grid (`pipeline.load_case` resamples what
+differs by more than `resample.TOLERANCE`); evaluation and prediction read it back, so a case at
+any spacing is seen at the scale the model learnt. Workdirs trained before the record existed hold
+none: their cases are read at their own spacing, as then.
 """
 
 from __future__ import annotations
@@ -79,9 +79,9 @@ def on_model_grid(config: ml_collections.ConfigDict, workdir: str,
   mode = config.predict.get('resample', 'auto')
   if mode not in RESAMPLE_MODES:
     raise UserError(f'predict.resample must be one of {RESAMPLE_MODES}, got {mode!r}')
-  saved = read(workdir)
   if mode == 'never':
     return dataclasses.replace(task, spacing=None)
+  saved = read(workdir)
   if saved is None:
     logging.warning('%s has no %s (trained before rsnet_jax recorded the training grid): each case '
                     'is read at its own voxel spacing', workdir, GRID_FILE)

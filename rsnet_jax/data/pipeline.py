@@ -120,27 +120,10 @@ MIN_BRAIN_VOXELS = 4
 MAX_CROPS = 8
 
 
-def _read_canonical(path: str, spacing: tuple[float, ...] | None, order: int,
-                    brain: np.ndarray | None, is_input: bool):
-  """One file in the canonical orientation, resampled to ``spacing`` (mm) when it differs.
-
-  Returns ``(volume, affine, own spacing, brain)``: for an input, ``brain`` (on the case's own grid;
-  created by the first input) is or-ed in place with the volume's non-zero voxels before the
-  volume is resampled, so that one full-size float32 volume at a time is held."""
+def _read_canonical(path: str) -> tuple[np.ndarray, np.ndarray]:
+  """``(volume, affine)`` of one file, the volume in the canonical orientation."""
   volume, affine = nifti.load(path)
-  volume = orientation.apply(volume, orientation.to_canonical(affine))
-  if is_input:
-    if brain is None:
-      brain = volume != 0
-    elif brain.shape != volume.shape:
-      raise UserError(f'{path}: grid {volume.shape} differs from the case\'s first input\'s '
-                      f'{brain.shape}')
-    else:
-      brain |= volume != 0
-  own = orientation.spacing(affine)
-  if resample.differs(own, spacing):
-    volume = resample.resample(volume, resample.shape_at(volume.shape, own, spacing), order)
-  return volume, affine, own, brain
+  return orientation.apply(volume, orientation.to_canonical(affine)), affine
 
 
 def _check_head(path: str, brain: np.ndarray, task: Task, spacing: tuple[float, ...]) -> None:
@@ -171,17 +154,27 @@ def load_case(case: layouts.CaseFiles, task: Task, references: bool = True,
   Raises:
     UserError: naming the file: unreadable, or a brain far from a head's size on the network grid.
   """
-  raw, brain, affine, own = {}, None, None, None
+  raw, brain, affine = {}, None, None
   extra = (task.target, 'seg') if references else ()
   for key in task.inputs + tuple(k for k in extra if k in case.files):
-    is_input = key in task.inputs
-    raw[key], aff, spacing, brain_k = _read_canonical(
-        case.path(key), task.spacing, 0 if key == 'seg' else task.resample_order,
-        brain if is_input else None, is_input)
-    if is_input:
-      brain = brain_k
-    if affine is None:
-      affine, own = aff, spacing
+    path = case.path(key)
+    volume, file_affine = _read_canonical(path)
+    if key in task.inputs:  # the brain on the case's own grid: one full-size volume at a time
+      if brain is None:
+        brain = volume != 0
+      elif brain.shape != volume.shape:
+        raise UserError(f'{path}: grid {volume.shape} differs from the case\'s first input\'s '
+                        f'{brain.shape}')
+      else:
+        brain |= volume != 0
+    affine = file_affine if affine is None else affine
+    spacing = orientation.spacing(file_affine)
+    if resample.differs(spacing, task.spacing):
+      order = 0 if key == 'seg' else task.resample_order
+      volume = resample.resample(volume, resample.shape_at(volume.shape, spacing, task.spacing),
+                                 order)
+    raw[key] = volume
+  own = orientation.spacing(affine)
   case_shape = brain.shape
   resampled = resample.differs(own, task.spacing)
   case_brain = brain

@@ -8,8 +8,8 @@ resampled back onto the case's exact shape: voxel edges are mapped onto voxel ed
 (``scipy.ndimage.zoom(..., grid_mode=True)``), so both grids cover the same millimetres and the
 affine of the case stays its own.
 
-Images use a spline of ``order`` (``data.resample_order``, default 3 as nnU-Net's), labels the nearest
-voxel, class probabilities and uncertainty maps linear interpolation (probabilities stay a
+Images use a spline of ``order`` (``data.resample_order``, default 3 as nnU-Net's), labels the
+nearest voxel, class probabilities and uncertainty maps linear interpolation (probabilities stay a
 distribution: linear weights sum to 1).
 """
 

@@ -56,7 +56,8 @@ _CONTRAST = {
 # contrasts, bias, noise and resolution). The same seed draws the same numbers in the same order.
 VARIABILITY = {
     'classic': {'brain_scale': (0.9, 1.05), 'ventricle_scale': (0.8, 1.3),
-                'core_radius': (10.0, 22.0), 'tumour_offset': (0.15, 0.55), 'edema_extent': (1.5, 2.4), 'contrast': (0.85, 1.15),
+                'core_radius': (10.0, 22.0), 'tumour_offset': (0.15, 0.55),
+                'edema_extent': (1.5, 2.4), 'contrast': (0.85, 1.15),
                 'bias': 0.1, 'noise': 0.02, 'blur': 0.0},
     'wide': {'brain_scale': (0.8, 1.15), 'ventricle_scale': (0.6, 1.9), 'core_radius': (6.0, 28.0),
              'tumour_offset': (0.05, 0.75), 'edema_extent': (1.2, 3.0), 'contrast': (0.7, 1.3),

@@ -213,6 +213,8 @@ def synthesis_metrics(truth: np.ndarray, prediction: np.ndarray, brain: np.ndarr
 # thresholds, divided by 100) make the score (AUC_Dice + (1 - AUC_FTP) + (1 - AUC_FTN)) / 3.
 # As the challenge's code: Dice of two empty masks is 1, a ratio with nothing to filter is 0.
 QU_BRATS_POINTS = 40
+
+
 def qu_brats_thresholds(num_points: int = QU_BRATS_POINTS) -> np.ndarray:
   """``[num_points + 1]`` uncertainty thresholds from 100 down to 0."""
   return np.linspace(100.0, 0.0, num_points + 1)
@@ -239,7 +241,13 @@ def qu_brats_region(truth: np.ndarray, prediction: np.ndarray, uncertainty: np.n
   """One region's ``auc_dice``, ``auc_ftp``, ``auc_ftn`` (trapezoids over the thresholds / 100)
   and ``score``."""
   thresholds = qu_brats_thresholds(num_points)
-  curves = qu_brats_curves(truth, prediction, uncertainty, brain, thresholds)
+  return qu_brats_areas(qu_brats_curves(truth, prediction, uncertainty, brain, thresholds),
+                        thresholds)
+
+
+def qu_brats_areas(curves: dict[str, np.ndarray], thresholds: np.ndarray) -> dict[str, float]:
+  """`qu_brats_curves`' curves -> ``auc_dice``, ``auc_ftp``, ``auc_ftn`` (trapezoids over the
+  thresholds / 100) and ``score``."""
   x = thresholds[::-1]
   areas = {f'auc_{k.split("_")[0]}': float(np.trapezoid(v[::-1], x) / 100.0)
            for k, v in curves.items()}
@@ -251,8 +259,8 @@ def qu_brats(truth_index: np.ndarray, prediction_index: np.ndarray,
              uncertainties: dict[str, np.ndarray], brain: np.ndarray,
              num_points: int = QU_BRATS_POINTS) -> dict[str, float]:
   """The QU-BraTS figures of WT, TC and ET from class-index volumes and one uncertainty map per
-  region (`uncertainty.region_uncertainty`, or any other in [0, 100]): ``{'qu_WT_score': ..., 'qu_WT_auc_dice':
-  ..., ...}``."""
+  region (`uncertainty.region_uncertainty`, or any other in [0, 100]):
+  ``{'qu_WT_score': ..., 'qu_WT_auc_dice': ..., ...}``."""
   out = {}
   for name, idx in REGIONS.items():
     region = qu_brats_region(np.isin(truth_index, idx), np.isin(prediction_index, idx),

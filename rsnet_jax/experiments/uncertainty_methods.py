@@ -24,6 +24,7 @@ from rsnet_jax.data import pipeline
 from rsnet_jax.evaluation import report
 from rsnet_jax.experiments import common
 from rsnet_jax.experiments import uncertainty_study
+from rsnet_jax.inference import tta
 from rsnet_jax.runtime import files
 from rsnet_jax.training import checkpoints
 from rsnet_jax.training import train
@@ -87,7 +88,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         'training_s': train_seconds, 'predict_s_per_case': (time.time() - start) / len(cases),
         'xla_plan_gib': study['overall']['xla_plan_bytes'] / 2**30,
         'passes_per_case': (c.uncertainty.num_mc_samples or 1) * c.model.ensemble_size *
-                           (8 if c.predict.tta == 'flips' else 2 if c.predict.tta == 'lr' else 1)}
+                           len(tta.views(c.predict.tta))}
     overall[method] = study['overall']
   figures = report.methods_figures(overall, workdir)
   _write_table(results, config, task, split_name, len(cases), len(splits['train']), workdir)

@@ -43,7 +43,8 @@ def case_measures(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
   """The study's numbers for one case (no batch axis).
 
   Returns:
-    ``(row, sparsification curves or None, reliability bins or None)``.
+    ``(row, sparsification curves or None, reliability bins or None, QU-BraTS curves per region
+    or None)``.
   """
   brain = example['brain'] > 0
   regions = {'brain': brain}
@@ -51,7 +52,7 @@ def case_measures(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
     labels = example['labels']
     regions['healthy'] = brain & (labels == 0)
     regions.update({name: np.isin(labels, idx) for name, idx in metrics.REGIONS.items()})
-  row, curves, bins = {}, None, None
+  row, curves, bins, qu = {}, None, None, None
   if 'synthesis_variance' in out and 'target' in example:
     variance = out['synthesis_variance'][..., 0]
     squared_error = (example['target'][..., 0] - out['synthesis'][..., 0])**2
@@ -71,16 +72,15 @@ def case_measures(example: dict[str, np.ndarray], out: dict[str, np.ndarray],
     for name in ('entropy', 'mutual_information'):
       row.update({f'{name}_{k}': v for k, v in
                   calibration.region_means(out[name], regions).items()})
-    maps = {name: uncertainty.region_uncertainty(out['probabilities'], idx)
-            for name, idx in metrics.REGIONS.items()}
-    prediction = np.argmax(out['probabilities'], -1)
-    scores = metrics.qu_brats(example['labels'], prediction, maps, brain)
-    row.update({k: v for k, v in scores.items() if k.endswith('_score')})
-    row.update({f'dice_{k}': v for k, v in metrics.brats_dice(example['labels'],
-                                                               prediction).items()})
+    qu = qu_brats_curves(example, out)
+    thresholds = metrics.qu_brats_thresholds()
+    row.update({f'qu_{name}_score': metrics.qu_brats_areas(c, thresholds)['score']
+                for name, c in qu.items()})
+    row.update({f'dice_{k}': v for k, v in metrics.brats_dice(
+        example['labels'], np.argmax(out['probabilities'], -1)).items()})
     onehot = np.eye(out['probabilities'].shape[-1])[example['labels'][brain]]
     row['brier_brain'] = float(np.mean(np.sum((out['probabilities'][brain] - onehot)**2, -1)))
-  return row, curves, bins
+  return row, curves, bins, qu
 
 
 def qu_brats_curves(example: dict[str, np.ndarray],
@@ -133,7 +133,7 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
     example, _ = pipeline.load_case(case, task)
     case_key = predict.case_key(key, case.case_id)
     out = predict.predict_example(fn, params, example, case_key, tta_mode=views)
-    row, curves, bins = case_measures(example, out, num_bins)
+    row, curves, bins, qu = case_measures(example, out, num_bins)
     per_case[case.case_id] = row
     if curves is not None:
       all_curves[case.case_id] = curves
@@ -151,8 +151,8 @@ def study_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipel
           title=case.case_id)
     if bins is not None:
       pooled = bins if pooled is None else {k: pooled[k] + bins[k] for k in bins}
-    if 'probabilities' in out and 'labels' in example:
-      qu_curves[case.case_id] = qu_brats_curves(example, out)
+    if qu is not None:
+      qu_curves[case.case_id] = qu
 
   summary = report.write_tables(per_case, out_dir, name)
   overall = {'num_cases': len(cases), 'num_mc_samples': config.uncertainty.num_mc_samples,

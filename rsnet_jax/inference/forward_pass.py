@@ -21,7 +21,7 @@ Array = jax.Array
 
 
 def ensemble_size(config: ml_collections.ConfigDict) -> int:
-  """``model.ensemble_size``, checked: the members whose parameters are stacked on a leading axis."""
+  """``model.ensemble_size``, checked: the members, their parameters stacked on a leading axis."""
   members = config.model.get('ensemble_size', 1)
   if not isinstance(members, int) or members < 1:
     raise UserError(f'model.ensemble_size must be a whole number >= 1, got {members!r}')
@@ -36,7 +36,7 @@ def over_members(fn: Callable, *stacked):
   15x slower, where the unrolled members cost 2x (bench/README.md, "Deep ensembles")."""
   if jax.default_backend() == 'cpu':
     count = jax.tree.leaves(stacked)[0].shape[0]
-    results = [fn(*jax.tree.map(lambda a: a[k], stacked)) for k in range(count)]  # pylint: disable=cell-var-from-loop
+    results = [fn(*jax.tree.map(lambda a, k=k: a[k], stacked)) for k in range(count)]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *results)
   return jax.vmap(fn)(*stacked)
 
@@ -171,8 +171,9 @@ class MCForward:
           raise UserError(
               f'MC-dropout prediction of a {shapes["inputs"][1:4]} volume plans '
               f'{memory.plan(compiled) / memory.GIB:.1f} GiB even one sample at a time, more '
-              f'than the {have / memory.GIB:.1f} GiB budget ({source}); lower it with predict.window_shape '
-              "(sliding windows), model.dtype='bfloat16' or model.remat, or set memory_budget_gib")
+              f'than the {have / memory.GIB:.1f} GiB budget ({source}); lower it with '
+              "predict.window_shape (sliding windows), model.dtype='bfloat16' or model.remat, "
+              'or set memory_budget_gib')
         logging.info('MC chunk size %d of %d samples for %s volumes: plans %.2f GiB of %.1f GiB '
                      '(%s)', chunk, self._n, shapes['inputs'][1:4],
                      memory.plan(compiled) / memory.GIB, have / memory.GIB, source)

@@ -80,7 +80,7 @@ def predict_example(fn, params, example: dict[str, np.ndarray], key: Array | Non
   return outside_brain_as_background(tta.pooled(one_view, example, tta_mode), example['brain'])
 
 
-TTA_STREAM = 0x747461  # 'tta': the MC keys of mirrored views, apart from the windows' fold_in(key, i)
+TTA_STREAM = 0x747461  # 'tta': mirrored views' MC keys, apart from the windows' fold_in(key, i)
 
 
 def tta_mode(config: ml_collections.ConfigDict) -> str:
@@ -323,7 +323,8 @@ def onto_reference(outputs: dict[str, np.ndarray], meta: pipeline.CaseMeta,
   out = {}
   for name, value in outputs.items():
     order = meta.resample_order if name == 'synthesis' else 1
-    on_case = on_case_grid(value.astype(np.float32), meta, order, background=name == 'probabilities')
+    on_case = on_case_grid(value.astype(np.float32), meta, order,
+                           background=name == 'probabilities')
     out[name] = preprocess.extract(on_case, reference.starts, sizes)
   return out
 
@@ -331,9 +332,9 @@ def onto_reference(outputs: dict[str, np.ndarray], meta: pipeline.CaseMeta,
 def on_case_grid(volume: np.ndarray, meta: pipeline.CaseMeta, order: int,
                  background: bool = False) -> np.ndarray:
   """``volume [window, ...]`` on the network grid -> the case's canonical grid: the window put back
-  (0 elsewhere; ``background``: class probabilities, probability 1 of class 0 elsewhere), then, for a
-  resampled case, resampled onto its own shape with spline ``order`` and 0 (or background) outside
-  its own brain."""
+  (0 elsewhere; ``background``: class probabilities, probability 1 of class 0 elsewhere), then,
+  for a resampled case, resampled onto its own shape with spline ``order`` and 0 (or background)
+  outside its own brain."""
   restored = preprocess.restore(volume, meta.starts, meta.shape)
   if background:
     inside = preprocess.restore(np.ones(volume.shape[:3], np.float32), meta.starts, meta.shape)

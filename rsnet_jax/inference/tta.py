@@ -1,15 +1,16 @@
 """Test-time augmentation (Wang et al., Neurocomputing 2019): the inputs mirrored, predicted, and
 the outputs mirrored back, pooled with any MC-dropout samples into one predictive distribution.
 
-``predict.tta``: ``'none'`` (the identity only), ``'lr'`` (left-right mirror: 2 views) or ``'flips'``
-(every combination of mirroring the three axes: 8 views, nnU-Net's test-time mirroring). View 0 is
-the identity and keeps the case's MC key, so ``'none'`` is exactly the prediction without TTA;
-view ``v`` draws its MC samples from ``fold_in(case_key, v)``.
+``predict.tta``: ``'none'`` (the identity only), ``'lr'`` (left-right mirror: 2 views) or
+``'flips'`` (every combination of mirroring the three axes: 8 views, nnU-Net's test-time
+mirroring). View 0 is the identity and keeps the case's MC key, so ``'none'`` is exactly the
+prediction without TTA; view ``v`` draws its MC samples from its own key (`predict.TTA_STREAM`).
 
 Pooling treats every (view, MC sample) pair as one equally weighted sample: the synthesis' mean and
 its variance by the law of total variance (the mean of the views' variances plus the variance of
-their means), the mean softmax, its entropy ``H[E p]`` and the mutual information ``H[E p] - E H[p]``
-(with ``E H[p]`` of each view recovered as its entropy minus its mutual information).
+their means), the mean softmax, its entropy ``H[E p]`` and the mutual information
+``H[E p] - E H[p]`` (with ``E H[p]`` of each view recovered as its entropy minus its mutual
+information).
 """
 
 from __future__ import annotations

@@ -31,6 +31,10 @@ def budget(config: ml_collections.ConfigDict) -> tuple[int, str]:
   if stats.get('bytes_limit'):
     return int(0.9 * stats['bytes_limit']), (
         f'90 % of the {stats["bytes_limit"] / GIB:.1f} GiB of the {device.device_kind}')
+  return _half_the_ram()
+
+
+def _half_the_ram() -> tuple[int, str]:
   total = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
   return int(0.5 * total), f'50 % of the {total / GIB:.1f} GiB of RAM'
 
@@ -40,8 +44,7 @@ def host_budget(config: ml_collections.ConfigDict) -> tuple[int, str]:
   first device is the CPU (the same memory), else 50 % of the machine's RAM."""
   if jax.local_devices()[0].platform == 'cpu':
     return budget(config)
-  total = os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
-  return int(0.5 * total), f'50 % of the {total / GIB:.1f} GiB of RAM'
+  return _half_the_ram()
 
 
 def plan(compiled) -> int:

@@ -220,18 +220,16 @@ def sharded_train_step(config: ml_collections.ConfigDict, class_ratios: np.ndarr
 def eval_step(params: Any, batch: dict[str, Array], *, apply_fn, config: ml_collections.ConfigDict,
               num_classes: int) -> tuple[dict[str, Array], dict[str, Array]]:
   """Deterministic forward pass; unweighted losses (comparable across epochs) and outputs (an
-  ensemble: the members' mean losses, their mean softmax as ``probabilities`` and mean synthesis)."""
+  ensemble: the members' mean losses and their pooled prediction, `forward_pass.pool_members`)."""
   weights = jnp.ones((num_classes,), jnp.float32)
   if forward_pass.ensemble_size(config) == 1:
     _, (parts, outputs) = _loss(params, apply_fn, batch, weights, config, False)
     return parts, outputs
   _, (parts, outputs) = forward_pass.over_members(
       lambda p: _loss(p, apply_fn, batch, weights, config, False), params)
-  if 'logits' in outputs:  # the ensemble's prediction: the members' mean softmax
-    outputs['probabilities'] = jnp.mean(uncertainty.softmax(outputs.pop('logits')), 0)
-  if 'synthesis' in outputs:
-    outputs['synthesis'] = jnp.mean(outputs['synthesis'], 0)
-  return jax.tree.map(lambda a: a.mean(0), parts), outputs
+  if 'logits' in outputs:
+    outputs['probabilities'] = uncertainty.softmax(outputs.pop('logits'))
+  return jax.tree.map(lambda a: a.mean(0), parts), forward_pass.pool_members(outputs)
 
 
 TrainMetrics = clu_metrics.Collection.create(
