@@ -150,6 +150,31 @@ def get_config() -> ml_collections.ConfigDict:
   config.predict.resample = 'auto'  # 'auto': cases whose spacing differs from the model's
   #   (WORKDIR/grid.json) by > 5 % are predicted on its grid and resampled back; 'never': as stored
 
+  # Table I's baselines (model.variant 'replica' | 'lsdn' | 'cnn2d', rsnet_jax/baselines/): not
+  # the paper's code (it gives none); sizes for a CPU, the original papers' designs.
+  config.baseline = ml_collections.ConfigDict()
+  config.baseline.replica = ml_collections.ConfigDict()
+  config.baseline.replica.patch = 3  # voxels: each input's patch^3 cube
+  config.baseline.replica.samples_per_case = 10000  # brain voxels drawn per training case
+  config.baseline.replica.trees = 30
+  config.baseline.replica.min_samples_leaf = 5
+  config.baseline.replica.max_features = 1.0  # share of features per split: 1.0 = bagged trees
+  config.baseline.replica.n_jobs = -1  # scikit-learn's processes: -1 = every core
+  config.baseline.lsdn = ml_collections.ConfigDict()
+  config.baseline.lsdn.patch = 3
+  config.baseline.lsdn.hidden = 64  # units per hidden layer
+  config.baseline.lsdn.samples_per_case = 10000
+  config.baseline.lsdn.steps = 2000
+  config.baseline.lsdn.batch_size = 256  # voxels
+  config.baseline.lsdn.learning_rate = 1e-3  # Adam, cosine-decayed to 0
+  config.baseline.cnn2d = ml_collections.ConfigDict()
+  config.baseline.cnn2d.features = 16  # the encoders' first level; x2 per pooling
+  config.baseline.cnn2d.latent = 16  # channels of the modality-invariant latent
+  config.baseline.cnn2d.embedding_weight = 1.0  # on the latents' spread across inputs
+  config.baseline.cnn2d.steps = 1500
+  config.baseline.cnn2d.batch_size = 16  # axial slices
+  config.baseline.cnn2d.learning_rate = 1e-3
+
   config.uncertainty = ml_collections.ConfigDict()  # --mode uncertainty (the MC-dropout study)
   config.uncertainty.num_mc_samples = 20  # N, as in the paper
   config.uncertainty.num_bins = 15  # confidence bins of the reliability diagram / ECE

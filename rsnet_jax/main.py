@@ -26,7 +26,9 @@ from absl import logging
 import jax
 from ml_collections import config_flags
 
+from rsnet_jax import baselines
 from rsnet_jax import experiments
+from rsnet_jax.baselines import fitted
 from rsnet_jax.data import anyseq
 from rsnet_jax.data import augment
 from rsnet_jax.data import footprint
@@ -75,7 +77,10 @@ EXIT_USER_ERROR = 2
 
 
 def _restored_state(config, workdir, task):
-  """The checkpoint, restored by every process together, as host arrays (process 0 uses them)."""
+  """The checkpoint, restored by every process together, as host arrays (process 0 uses them); a
+  Table I baseline's fitted state (`baselines.fitted.Baseline`)."""
+  if config.model.variant in baselines.VARIANTS:
+    return fitted.restore(config, workdir, task)
   state = train.abstract_train_state(config, task)
   state, step = checkpoints.restore_params(workdir, config, state, config.predict.checkpoint)
   if parallel.is_primary():
@@ -94,8 +99,11 @@ def run_evaluate(config, workdir, state, task, splits) -> None:
   out_dir = os.path.join(workdir, 'evaluation')
   for missing in task.inputs if task.variant == 'anyseq' else (None,):
     name = split if missing is None else f'{split}_{missing}'
-    summary = evaluate.evaluate_cases(config, state.params, state.apply_fn, task, splits[split],
-                                      out_dir, name, missing)
+    if isinstance(state, fitted.Baseline):
+      summary = evaluate.score_cases(state, task, splits[split], out_dir, name)
+    else:
+      summary = evaluate.evaluate_cases(config, state.params, state.apply_fn, task, splits[split],
+                                        out_dir, name, missing)
     without = '' if missing is None else f', {missing} missing'
     print(f'evaluation on the {split} split ({len(splits[split])} cases{without}): '
           f'{report.format_summary(summary)}')
@@ -120,8 +128,12 @@ def run_uncertainty(config, workdir, state, task, splits) -> None:
 
 def run_predict(config, state, task, cases, out_dir, overwrite) -> None:
   key = jax.random.fold_in(jax.random.key(config.seed), 1)
-  written = predict.predict_cases(config, state.params, state.apply_fn, task, cases, out_dir, key,
-                                  overwrite)
+  if isinstance(state, fitted.Baseline):  # deterministic: the synthesis only
+    written = predict.write_cases(config, lambda example, _: state(example), task, cases, out_dir,
+                                  False, overwrite)
+  else:
+    written = predict.predict_cases(config, state.params, state.apply_fn, task, cases, out_dir,
+                                    key, overwrite)
   print(f'predicted {len(cases)} case(s) into {out_dir} ({len(written)} files written, '
         f'record in {os.path.join(out_dir, "manifest.json")})')
   for path in written:
@@ -199,9 +211,14 @@ def run(config, workdir: str, mode: str) -> None:
   if mode == 'train' and config.get('experiment'):
     experiments.run(config, workdir)
   elif mode == 'train':
-    train.preflight(config, workdir, task)
-    splits = pipeline.dataset_splits(config, workdir, task)
-    train.train_and_evaluate(config, workdir, splits)
+    if config.model.variant in baselines.VARIANTS:
+      fitted.check(config)
+      splits = pipeline.dataset_splits(config, workdir, task)
+      fitted.train(config, workdir, splits)
+    else:
+      train.preflight(config, workdir, task)
+      splits = pipeline.dataset_splits(config, workdir, task)
+      train.train_and_evaluate(config, workdir, splits)
     task = grid.on_model_grid(config, workdir, task)
     state = _restored_state(config, workdir, task)
     if not parallel.is_primary():
@@ -211,6 +228,10 @@ def run(config, workdir: str, mode: str) -> None:
       run_predict(config, state, task, splits['test'], os.path.join(workdir, 'predictions'), True)
     print(f'workdir {workdir}:')
     print(f'  cases         {config.data.data_dir or os.path.join(workdir, "data")}')
+    if isinstance(state, fitted.Baseline):
+      print(f'  fitted model  {os.path.join(workdir, fitted.FOLDER)}')
+      print(f'done in {time.time() - start:.0f} s')
+      return
     print(f'  checkpoints   {os.path.join(workdir, "checkpoints")}')
     print(f'  TensorBoard   tensorboard --logdir {workdir}')
     print(f'  montages      {os.path.join(workdir, "montages")}')
@@ -220,6 +241,9 @@ def run(config, workdir: str, mode: str) -> None:
       logging.warning('config.augment is all off: the preview shows the examples as read twice')
     splits = pipeline.dataset_splits(config, workdir, task)
     print(f'augmentation preview: {run_augment_preview(config, workdir, task, splits)}')
+  elif mode == 'uncertainty' and task.variant in baselines.VARIANTS:
+    raise UserError(f'--mode uncertainty needs samples; {task.variant} is deterministic (a Table I '
+                    'baseline): --mode evaluate scores it')
   elif mode == 'uncertainty' and task.variant == 'anyseq':
     raise UserError('--mode uncertainty studies one target; for an anyseq model, predict with '
                     '--config.predict.num_mc_samples=N (variance and entropy files per case)')
@@ -238,7 +262,8 @@ def run(config, workdir: str, mode: str) -> None:
     # refused from their headers before a voxel is read: cases too large for the memory budget
     fit, problems = footprint.check_memory(
         cases, task.inputs, task.spacing, memory.host_budget(config),
-        footprint.output_bytes_per_voxel(task.variant, config.model.num_classes))
+        footprint.output_bytes_per_voxel(task.segments, task.variant != 'snet',
+                                         config.model.num_classes))
     if task.variant == 'anyseq':  # each case may lack one sequence, a different one
       valid, invalid = anyseq.validate_cases(fit, task.inputs)
     else:

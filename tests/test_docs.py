@@ -15,7 +15,8 @@ PAGES = ['README.md', 'bench/README.md'] + sorted(
 LINK = re.compile(r'!?\[[^\]]*\]\(([^)\s]+)\)')
 CONFIG = re.compile(r'\bconfigs/[\w/]+\.py(?::\w+)?')
 # The folders of rsnet_jax, lowest first: each may import only those before it.
-LAYERS = ('runtime', 'data', 'model', 'inference', 'evaluation', 'training', 'experiments')
+LAYERS = ('runtime', 'data', 'model', 'inference', 'evaluation', 'training', 'baselines',
+          'experiments')
 
 
 def _read(path: str) -> str:

@@ -87,14 +87,23 @@ def test_table2_swap_protocol_end_to_end(tmp_path):
 def test_table1_cross_validation_end_to_end_on_brats2015_mha(tmp_path):
   workdir = _experiment(tmp_path, 'table1', '--config.data.synthetic_cases=5',
                         '--config.experiment.folds=2', '--config.experiment.test_cases=1',
-                        '--config.experiment.val_cases=1')
+                        '--config.experiment.val_cases=1', '--config.baseline.replica.trees=3',
+                        '--config.baseline.lsdn.steps=20', '--config.baseline.cnn2d.steps=5',
+                        '--config.baseline.cnn2d.features=4')
   assert os.listdir(workdir / 'data' / 'brats_synth_pat0000_1')[0].startswith('VSD.Brain')
   record = json.loads((workdir / 'crossval.json').read_text())
   assert set(record['summary']) == {'t2', 'flair'}
-  assert len(record['per_case']['t2']) == 2  # one test case per fold
-  assert sorted(r['fold'] for r in record['per_case']['t2'].values()) == [0, 1]
+  methods = ['replica', 'lsdn', 'cnn2d', 'rsnet']
+  assert list(record['summary']['t2']) == methods
+  for method in methods:
+    assert len(record['per_case']['t2'][method]) == 2  # one test case per fold
+    assert sorted(r['fold'] for r in record['per_case']['t2'][method].values()) == [0, 1]
+  assert {'fold0_t2', 'fold1_flair_replica', 'fold1_flair_cnn2d', 'table1_montage.png',
+          'crossval.png'} <= set(os.listdir(workdir))
   table = (workdir / 'table1.md').read_text()
-  assert '| T2 |' in table and '| FLAIR |' in table and '2-fold cross-validation' in table
+  assert '**T1 -> T2**' in table and '**T1 -> FLAIR**' in table
+  assert '| | REPLICA | LSDN | 2D CNN | RS-Net |' in table and '2-fold cross-validation' in table
+  assert '| paper: PSNR (dB) | 28.32 +- 1.38 | 29.68 +- 1.56 | 30.32 +- 1.61 | 30.88 +- 1.84 |' in table
 
 
 @pytest.mark.slow

@@ -178,7 +178,7 @@ def test_memory_is_checked_from_the_headers_before_reading(tmp_path, monkeypatch
   voxels = 96**3
   assert need == voxels * 9 + voxels + 4 * voxels * 12  # one file read, the mask, the network grid
   assert '4 volumes of (96, 96, 96)' in what
-  assert footprint.output_bytes_per_voxel('rsnet', 4) == 8 * 4 + 12 + 4 + 8
+  assert footprint.output_bytes_per_voxel(True, True, 4) == 8 * 4 + 12 + 4 + 8
   writing, what = footprint.case_memory(case, ('t1',), None, 36)
   assert writing == voxels * 37 and '0.03 GiB of outputs' in what
   coarse, _ = footprint.case_memory(case, ('t1',), (4.0, 4.0, 4.0))

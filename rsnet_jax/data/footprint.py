@@ -14,13 +14,13 @@ from rsnet_jax.data import orientation
 from rsnet_jax.data import resample
 
 
-def output_bytes_per_voxel(variant: str, num_classes: int) -> int:
+def output_bytes_per_voxel(segments: bool, synthesizes: bool, num_classes: int) -> int:
   """Bytes per voxel of the case's own grid that `predict` may hold writing its outputs there: the
   class probabilities (float32) and as much again while they are resampled, their argmax (int64)
   and labels, the synthesis variance, and the volume being written with its compressed copy's
   buffer. A 384^3 case with 4 classes and MC dropout measured 48 (2026-12-03; this says 56)."""
-  segmentation = 8 * num_classes + 12 if variant != 'rnet' else 0
-  synthesis = 4 if variant != 'snet' else 0
+  segmentation = 8 * num_classes + 12 if segments else 0
+  synthesis = 4 if synthesizes else 0
   return segmentation + synthesis + 8
 
 

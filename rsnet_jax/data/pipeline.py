@@ -33,6 +33,10 @@ from rsnet_jax.errors import UserError
 # The paper's choice (Sec. III-B): T1 <- T1ce, T2 <- FLAIR, T1ce <- T1, FLAIR <- T2.
 DEFAULT_COMPLEMENTARY = {'t1': 't1ce', 't2': 'flair', 't1ce': 't1', 'flair': 't2'}
 
+# Models that synthesize and do not segment: the R-Net and the baselines of Table I
+# (`rsnet_jax.baselines`).
+SYNTHESIS_ONLY = ('rnet', 'replica', 'lsdn', 'cnn2d')
+
 
 @dataclasses.dataclass(frozen=True)
 class Task:
@@ -52,6 +56,11 @@ class Task:
     """The network's input channels: one per input, and for ``anyseq`` one availability channel
     per input too."""
     return len(self.inputs) * (2 if self.variant == 'anyseq' else 1)
+
+  @property
+  def segments(self) -> bool:
+    """Whether the model segments (all but the synthesis-only R-Net and Table I's baselines)."""
+    return self.variant not in SYNTHESIS_ONLY
 
   @property
   def has_complementary(self) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from typing import Callable
 
 import jax
 import ml_collections
@@ -60,11 +61,20 @@ def evaluate_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pi
   fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=apply_fn, num_mc_samples=0,
                                  members=forward_pass.ensemble_size(config)),
                compiler_options=compile_options.for_backend())
-  per_case = {}
   window = predict.crop_window(task)
+  return score_cases(lambda example: predict.predict_example(fn, params, example, window=window),
+                     task, cases, out_dir, name, missing)
+
+
+def score_cases(predictor: Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]],
+                task: pipeline.Task, cases: list[layouts.CaseFiles], out_dir: str, name: str,
+                missing: str | None = None) -> dict:
+  """`evaluate_cases` for any model: ``predictor(example)`` gives one example's outputs (no batch
+  axis: ``synthesis [D, H, W, 1]``, ``probabilities [D, H, W, C]``, either or both)."""
+  per_case = {}
   for case in tqdm.tqdm(cases, desc=f'evaluate {name}', unit='case'):
     example, meta = anyseq.load_case(case, task, missing, whole_brain=True)
-    out = predict.predict_example(fn, params, example, window=window)
+    out = predictor(example)
     if meta.resampled:  # scored on the ground truth's own grid
       example, own = anyseq.load_case(
           case, dataclasses.replace(task, spacing=None, crop_shape=None), missing)

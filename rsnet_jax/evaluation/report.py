@@ -334,6 +334,53 @@ def learning_curves(series: dict[str, dict[str, list[tuple[int, float]]]],
   _save(fig, path)
 
 
+def per_case_points(groups: dict[str, dict[str, list[float]]], ylabel: str, path: str,
+                    title: str = '') -> None:
+  """A panel per group (e.g. target), a column of points per method (one per case) with its mean
+  as a bar: ``groups[group][method]`` is the list of per-case values."""
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, len(groups), figsize=(3.6 * len(groups), 3.4), squeeze=False)
+  for ax, (group, methods) in zip(axes[0], groups.items()):
+    for x, (method, values) in enumerate(methods.items()):
+      jitter = np.linspace(-0.15, 0.15, len(values)) if len(values) > 1 else np.zeros(1)
+      ax.plot(x + jitter, values, 'o', ms=3.5, alpha=0.7)
+      ax.plot([x - 0.3, x + 0.3], [np.mean(values)] * 2, 'k-', lw=1.5)
+    ax.set_xticks(range(len(methods)), list(methods), fontsize=8)
+    ax.set(title=group, ylabel=ylabel)
+    ax.title.set_fontsize(10)
+    ax.grid(axis='y', alpha=0.3)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  _save(fig, path)
+
+
+def image_grid(rows: list[tuple[str, list[tuple[str, np.ndarray, str]]]], path: str,
+               title: str = '') -> None:
+  """A grid of axial panels: ``rows`` of ``(row label, [(panel title, image [X, Y], cmap)])``;
+  grey images share [0, the first row's brightest grey panel], error maps [0, the largest
+  error]."""
+  grey = [img for _, panels in rows[:1] for _, img, cmap in panels if cmap == 'gray']
+  gmax = max([float(np.percentile(img, 99.5)) for img in grey] + [1e-6])
+  emax = max([float(img.max()) for _, panels in rows for _, img, cmap in panels
+              if cmap != 'gray'] + [1e-6])
+  cols = max(len(panels) for _, panels in rows)
+  plt = _pyplot()
+  fig, axes = plt.subplots(len(rows), cols, figsize=(2.2 * cols, 2.3 * len(rows)), squeeze=False)
+  for r, (label, panels) in enumerate(rows):
+    for c, ax in enumerate(axes[r]):
+      ax.axis('off')
+      if c < len(panels):
+        name, img, cmap = panels[c]
+        ax.imshow(np.rot90(img), cmap=cmap, vmin=0, vmax=gmax if cmap == 'gray' else emax,
+                  interpolation='nearest')
+        ax.set_title(name, fontsize=8)
+    axes[r][0].text(-0.08, 0.5, label, transform=axes[r][0].transAxes, rotation=90,
+                    va='center', ha='right', fontsize=9)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  _save(fig, path)
+
+
 def _save(fig, path: str) -> None:
   fig.tight_layout()
   with files.atomic_write(path, 'wb') as f:

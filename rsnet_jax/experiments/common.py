@@ -10,6 +10,9 @@ import jax
 import ml_collections
 import numpy as np
 
+from rsnet_jax import baselines
+from rsnet_jax.baselines import fitted
+from rsnet_jax.data import grid
 from rsnet_jax.data import pipeline
 from rsnet_jax.data import preprocess
 from rsnet_jax.evaluation import metrics
@@ -21,7 +24,8 @@ from rsnet_jax.training import checkpoints
 from rsnet_jax.training import train
 
 NAMES = {'t1': 'T1', 't2': 'T2', 'flair': 'FLAIR', 't1ce': 'T1ce'}
-VARIANT_NAMES = {'rsnet': 'RS-Net', 'rnet': 'R-Net', 'snet': 'S-Net', 'anyseq': 'anyseq'}
+VARIANT_NAMES = {'rsnet': 'RS-Net', 'rnet': 'R-Net', 'snet': 'S-Net', 'anyseq': 'anyseq',
+                 **baselines.NAMES}
 
 
 def model_config(config: ml_collections.ConfigDict, variant: str, target: str,
@@ -54,6 +58,31 @@ class Model:
 
   def __call__(self, example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return predict.predict_example(self._fn, self.params, example)
+
+
+class Baseline:
+  """A Table I baseline of a protocol, fitted (or restored) like `Model` and called the same way."""
+
+  def __init__(self, config: ml_collections.ConfigDict, workdir: str,
+               splits: dict[str, list]):
+    os.makedirs(workdir, exist_ok=True)
+    fitted.train(config, workdir, splits)
+    self.task = grid.on_model_grid(config, workdir, pipeline.Task.from_config(config))
+    self._model = fitted.restore(config, workdir, self.task)
+
+  def load(self, case) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:
+    return pipeline.load_case(case, self.task)
+
+  def __call__(self, example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return self._model(example)
+
+
+def protocol_model(config: ml_collections.ConfigDict, workdir: str,
+                   splits: dict[str, list]) -> Model | Baseline:
+  """The trained model of ``config.model.variant``: a network or a Table I baseline."""
+  if config.model.variant in baselines.VARIANTS:
+    return Baseline(config, workdir, splits)
+  return Model(config, workdir, splits)
 
 
 def full(volume: np.ndarray, meta: pipeline.CaseMeta) -> np.ndarray:

@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import ml_collections
 import numpy as np
@@ -38,42 +39,127 @@ def folds(cases: list, num_folds: int, test_cases: int, val_cases: int,
   return out
 
 
+# Table I as published (the paper reports the other methods as listed in [10]):
+# {target: {method: (SSIM mean, std, PSNR mean, std)}}
+PAPER = {'t2': {'replica': (0.901, 0.01, 28.62, 1.69), 'lsdn': (0.909, 0.02, 30.12, 1.62),
+                'cnn2d': (0.929, 0.17, 30.96, 1.85), 'rsnet': (0.934, 0.02, 31.13, 1.78)},
+         'flair': {'replica': (0.870, 0.01, 28.32, 1.38), 'lsdn': (0.887, 0.01, 29.68, 1.56),
+                   'cnn2d': (0.897, 0.01, 30.32, 1.61), 'rsnet': (0.900, 0.01, 30.88, 1.84)}}
+METRICS = (('ssim_brain', 'SSIM (eq. 5)', 3), ('ssim_windowed_brain', 'SSIM (windowed)', 3),
+           ('psnr_brain', 'PSNR (dB)', 2))
+
+
+def methods(config: ml_collections.ConfigDict) -> tuple[str, ...]:
+  """``experiment.methods`` (Table I's columns), or the config's own model alone."""
+  return tuple(config.experiment.get('methods', ())) or (config.model.variant,)
+
+
+def model_dir(workdir: str, fold: int, target: str, method: str, own: str) -> str:
+  """Where fold ``fold``'s model of ``method`` for ``target`` lives; the config's own variant keeps
+  the folder it always had."""
+  return os.path.join(workdir, f'fold{fold}_{target}' + ('' if method == own else f'_{method}'))
+
+
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Table I; returns ``{target: {metric: {'mean', 'std'}}}`` over all folds' test cases."""
+  """Table I; returns ``{target: {method: {metric: {'mean', 'std'}}}}`` over all folds' test
+  cases."""
   e = config.experiment
-  first = common.model_config(config, config.model.variant, e.targets[0], config.data.inputs)
+  own, names = config.model.variant, methods(config)
+  first = common.model_config(config, own, e.targets[0], config.data.inputs)
   cases = pipeline.dataset_cases(first, workdir, pipeline.Task.from_config(first))
-  per_case = {t: {} for t in e.targets}
+  per_case = {t: {m: {} for m in names} for t in e.targets}
+  seconds = {t: {m: 0.0 for m in names} for t in e.targets}
+  shown = {}  # the montage's case: fold 0's first test case
   for f, split in enumerate(folds(cases, e.folds, e.test_cases, e.val_cases,
                                   config.data.split_seed)):
     for t in e.targets:
-      model = common.Model(common.model_config(config, config.model.variant, t, config.data.inputs),
-                           os.path.join(workdir, f'fold{f}_{t}'), split)
-      for case in split['test']:
-        example, _ = model.load(case)
-        brain = example['brain'] > 0
-        real, synth = example['target'][..., 0], model(example)['synthesis'][..., 0]
-        per_case[t][case.case_id] = {
-            'fold': f, 'psnr_brain': metrics.psnr(real, synth, brain),
-            'ssim_brain': metrics.ssim_global(real, synth, brain),
-            'ssim_windowed_brain': metrics.ssim_windowed(real, synth, brain)}
-  summary = {t: {k: dict(zip(('mean', 'std'), report.mean_std([r[k] for r in rows.values()])))
-                 for k in ('psnr_brain', 'ssim_brain', 'ssim_windowed_brain')}
-             for t, rows in per_case.items()}
+      for m in names:
+        start = time.time()
+        model = common.protocol_model(common.model_config(config, m, t, config.data.inputs),
+                                      model_dir(workdir, f, t, m, own), split)
+        seconds[t][m] += time.time() - start
+        for case in split['test']:
+          example, _ = model.load(case)
+          brain = example['brain'] > 0
+          real, synth = example['target'][..., 0], model(example)['synthesis'][..., 0]
+          per_case[t][m][case.case_id] = {
+              'fold': f, 'psnr_brain': metrics.psnr(real, synth, brain),
+              'ssim_brain': metrics.ssim_global(real, synth, brain),
+              'ssim_windowed_brain': metrics.ssim_windowed(real, synth, brain)}
+          if f == 0 and case is split['test'][0]:
+            shown.setdefault('inputs', example['inputs'])
+            shown.setdefault('labels', example.get('labels'))
+            shown[t, 'real'], shown[t, m] = real, synth
+  summary = {t: {m: {k: dict(zip(('mean', 'std'), report.mean_std([r[k] for r in rows.values()])))
+                     for k, _, _ in METRICS} for m, rows in by_method.items()}
+             for t, by_method in per_case.items()}
   files.write_json(os.path.join(workdir, 'crossval.json'),
-                   {'summary': summary, 'per_case': per_case})
-  inputs = ','.join(common.NAMES[m] for m in pipeline.Task.from_config(first).inputs)
-  lines = [f'{config.model.variant} synthesis from {inputs}, {e.folds}-fold cross-validation '
-           f'({e.test_cases} test / {e.val_cases} validation cases per fold), over the brain, mean '
-           '+- std over all test cases.', '',
-           '| target | SSIM (eq. 5) | SSIM (windowed) | PSNR (dB) |', '|---|---|---|---|']
-  for t, s in summary.items():
-    lines.append(f'| {common.NAMES[t]} | '
-                 f'{s["ssim_brain"]["mean"]:.3f} +- {s["ssim_brain"]["std"]:.3f} | '
-                 f'{s["ssim_windowed_brain"]["mean"]:.3f} +- {s["ssim_windowed_brain"]["std"]:.3f}'
-                 f' | {s["psnr_brain"]["mean"]:.2f} +- {s["psnr_brain"]["std"]:.2f} |')
-  files.write_text(os.path.join(workdir, 'table1.md'), '\n'.join(lines) + '\n')
-  report.grouped_bars({common.NAMES[t]: s for t, s in summary.items()},
-                      ['ssim_brain', 'ssim_windowed_brain'], ['SSIM (eq. 5)', 'SSIM (windowed)'],
-                      os.path.join(workdir, 'crossval.png'), 'synthesis quality per target')
+                   {'summary': summary, 'per_case': per_case, 'seconds': seconds})
+  task = pipeline.Task.from_config(first)
+  files.write_text(os.path.join(workdir, 'table1.md'),
+                   table_markdown(summary, seconds, config, task, len(cases)))
+  report.per_case_points(
+      {f'{_inputs(task)} -> {common.NAMES[t]}': {common.VARIANT_NAMES[m]: [
+          r['psnr_brain'] for r in per_case[t][m].values()] for m in names} for t in e.targets},
+      'brain PSNR (dB), per test case', os.path.join(workdir, 'crossval.png'),
+      f'Table I: {e.folds}-fold cross-validation, {e.test_cases} test cases per fold')
+  _montage(shown, task, e.targets, names, os.path.join(workdir, 'table1_montage.png'))
   return summary
+
+
+def _inputs(task: pipeline.Task) -> str:
+  return ','.join(common.NAMES[m] for m in task.inputs)
+
+
+def table_markdown(summary: dict, seconds: dict, config: ml_collections.ConfigDict,
+                   task: pipeline.Task, num_cases: int) -> str:
+  """Table I laid out as the paper's: a block per target, a column per method, our rows (the best
+  in bold) and the paper's published figures under them."""
+  e = config.experiment
+  lines = [f'Synthesis from {_inputs(task)}: {e.folds}-fold cross-validation of {num_cases} cases '
+           f'({e.test_cases} test / {e.val_cases} validation per fold), over the brain, mean +- '
+           'std over all test cases; normalisation '
+           f'`{config.data.normalization}`. "paper": Table I as published (BraTS 2015 LGG).', '']
+  for t, by_method in summary.items():
+    names = list(by_method)
+    lines += [f'**{_inputs(task)} -> {common.NAMES[t]}**', '',
+              '| | ' + ' | '.join(common.VARIANT_NAMES[m] for m in names) + ' |',
+              '|---' * (len(names) + 1) + '|']
+    for key, label, digits in METRICS:
+      best = max(by_method[m][key]['mean'] for m in names)
+      cells = []
+      for m in names:
+        s = by_method[m][key]
+        cell = f'{s["mean"]:.{digits}f} +- {s["std"]:.{digits}f}'
+        cells.append(f'**{cell}**' if s['mean'] == best and len(names) > 1 else cell)
+      lines.append(f'| {label} | ' + ' | '.join(cells) + ' |')
+    if t in PAPER and task.inputs == ('t1',):
+      for j, label, digits in ((0, 'paper: SSIM', 3), (2, 'paper: PSNR (dB)', 2)):
+        lines.append(f'| {label} | ' + ' | '.join(
+            f'{PAPER[t][m][j]:.{digits}f} +- {PAPER[t][m][j + 1]:.2f}' if m in PAPER[t] else '-'
+            for m in names) + ' |')
+    lines.append('| fitting, s (this run; 0 = reused) | ' + ' | '.join(
+        f'{seconds[t][m]:.0f}' for m in names) + ' |')
+    lines.append('')
+  return '\n'.join(lines)
+
+
+def _montage(shown: dict, task: pipeline.Task, targets: tuple[str, ...], names: tuple[str, ...],
+             path: str) -> None:
+  """One case, one axial slice: the inputs and real targets, then a row per method (each target's
+  synthesis and |error|)."""
+  if not shown:
+    return
+  z = report.tumour_slice({'inputs': shown['inputs'], **(
+      {'labels': shown['labels']} if shown['labels'] is not None else {})})
+  rows = [('real', [(common.NAMES[m], shown['inputs'][..., z, i], 'gray')
+                    for i, m in enumerate(task.inputs)] +
+           [(common.NAMES[t], shown[t, 'real'][..., z], 'gray') for t in targets])]
+  for m in names:
+    panels = []
+    for t in targets:
+      panels += [(f'{common.NAMES[t]}', shown[t, m][..., z], 'gray'),
+                 (f'|error| {common.NAMES[t]}', np.abs(shown[t, m] - shown[t, 'real'])[..., z],
+                  'magma')]
+    rows.append((common.VARIANT_NAMES[m], panels))
+  report.image_grid(rows, path, 'Table I: one test case, each method\'s synthesis and error')

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import zlib
+from typing import Callable
 
 from absl import logging
 import jax
@@ -154,9 +155,35 @@ class UnreadableCases(UserError):
 def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pipeline.Task,
                   cases: list[layouts.CaseFiles], out_dir: str, key: Array,
                   overwrite: bool = False) -> list[str]:
-  """Predicts ``cases`` into ``out_dir``; returns the paths written. A case whose outputs all
-  exist is skipped unless ``overwrite``. Partial files a killed run left in ``out_dir`` are removed
-  first (the caller holds its lock). The run is recorded in ``out_dir/manifest.json``.
+  """Predicts ``cases`` into ``out_dir`` with the network (`write_cases`); returns the paths
+  written.
+
+  Raises:
+    UnreadableCases: after all other cases are written, for cases whose inputs could not be read.
+  """
+  fn = forward_pass.MCForward(config, apply_fn, config.predict.num_mc_samples)
+  window = window_shape(config, task) or crop_window(task)
+  mode = tta_mode(config)
+  overlap = config.predict.get('window_overlap', 0.5)
+
+  def predictor(example: dict[str, np.ndarray], case_id: str) -> dict[str, np.ndarray]:
+    return predict_example(fn, params, example, case_key(key, case_id), window, overlap, mode)
+
+  return write_cases(config, predictor, task, cases, out_dir, has_samples(config), overwrite,
+                     lambda: {'mc_chunk_sizes': dict(fn.chunk_sizes)} if fn.chunk_sizes else {})
+
+
+def write_cases(config: ml_collections.ConfigDict,
+                predictor: Callable[[dict[str, np.ndarray], str], dict[str, np.ndarray]],
+                task: pipeline.Task, cases: list[layouts.CaseFiles], out_dir: str,
+                samples: bool, overwrite: bool = False,
+                run_record: Callable[[], dict] = dict) -> list[str]:
+  """Writes ``predictor(example, case_id)``'s outputs (one example of `anyseq.load_case`, no batch
+  axis) for ``cases`` into ``out_dir``; returns the paths written. ``samples``: the outputs hold
+  the variance and probabilities of pooled samples (their files are written too). A case whose
+  outputs all exist is skipped unless ``overwrite``. Partial files a killed run left in ``out_dir``
+  are removed first (the caller holds its lock). The run is recorded in ``out_dir/manifest.json``
+  with ``run_record()``'s entries.
 
   Raises:
     UnreadableCases: after all other cases are written, for cases whose inputs could not be read.
@@ -164,9 +191,6 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
   stale = files.remove_temporaries(out_dir)
   if stale:
     logging.warning('removed %d partial file(s) an interrupted run left in %s', len(stale), out_dir)
-  fn = forward_pass.MCForward(config, apply_fn, config.predict.num_mc_samples)
-  window = window_shape(config, task) or crop_window(task)
-  mode = tta_mode(config)
   version = manifest.code_version()  # git subprocesses: once per run
   written, inputs, outputs, skipped, problems, unreadable = [], {}, {}, [], [], []
   grids = {}
@@ -178,7 +202,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
       problems.extend(e.problems)
       unreadable.append(case.case_id)
       continue
-    paths = output_paths(case, case_task, case_dir, has_samples(config))
+    paths = output_paths(case, case_task, case_dir, samples)
     if not overwrite and all(os.path.exists(p) for p in paths.values()):
       skipped.append(case.case_id)
       continue
@@ -190,8 +214,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
       continue
     inputs[case.case_id] = [case.files[k] for k in task.inputs if k in case.files]
     grids[case.case_id] = grid_record(meta)
-    predicted = predict_example(fn, params, example, case_key(key, case.case_id), window,
-                                config.predict.get('window_overlap', 0.5), mode)
+    predicted = predictor(example, case.case_id)
     desc = description(config, case_task, version)
     cache = {}
     for name, path in paths.items():
@@ -199,10 +222,7 @@ def predict_cases(config: ml_collections.ConfigDict, params, apply_fn, task: pip
       nifti.save(path, volume, meta.affine, f'{desc} {name}', like=meta.header)
       written.append(path)
     outputs[case.case_id] = list(paths.values())
-  extra = {'grids': grids}
-  if fn.chunk_sizes:
-    extra['mc_chunk_sizes'] = dict(fn.chunk_sizes)
-  manifest.record_run(out_dir, config, inputs, outputs, skipped, extra)
+  manifest.record_run(out_dir, config, inputs, outputs, skipped, {'grids': grids, **run_record()})
   if unreadable:
     raise UnreadableCases(problems, unreadable)
   return written
@@ -252,7 +272,7 @@ def output_paths(case: layouts.CaseFiles, task: pipeline.Task, case_dir: str,
     if mc:
       paths['synthesis_variance'] = _suffixed(synthesis, '_variance')
       paths['synthesis_std'] = _suffixed(synthesis, '_std')
-  if task.variant != 'rnet':
+  if task.segments:
     seg = os.path.join(case_dir, layout.filename(case.case_id, 'seg'))
     paths['labels'] = seg
     if mc:

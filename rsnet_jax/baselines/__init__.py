@@ -1,0 +1,6 @@
+"""The synthesis methods RS-Net is compared with in the paper's Table I: REPLICA (`replica`), LSDN
+(`lsdn`) and the 2D CNN of Chartsias et al. (`cnn2d`), trained and used as RS-Net is
+(``config.model.variant``; `fitted`)."""
+
+VARIANTS = ('replica', 'lsdn', 'cnn2d')
+NAMES = {'replica': 'REPLICA', 'lsdn': 'LSDN', 'cnn2d': '2D CNN'}
