@@ -354,6 +354,28 @@ def per_case_points(groups: dict[str, dict[str, list[float]]], ylabel: str, path
   _save(fig, path)
 
 
+def curves_and_levels(panels: dict[str, tuple[dict[str, list[tuple[int, float]]],
+                                                dict[str, float]]],
+                      ylabel: str, path: str, title: str = '') -> None:
+  """A panel per key: ``(curves, levels)``, each curve ``[(step, value)]`` a line (e.g. a network's
+  validation PSNR per fold), each level a dashed horizontal line (e.g. a method without steps)."""
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 3.4), squeeze=False)
+  for ax, (name, (curves, levels)) in zip(axes[0], panels.items()):
+    for label, points in curves.items():
+      points = np.array(points, dtype=np.float64).reshape(-1, 2)
+      ax.plot(points[:, 0], points[:, 1], '-o', ms=3, lw=1.2, label=label)
+    for j, (label, value) in enumerate(levels.items()):
+      ax.axhline(value, ls='--', lw=1, color=f'C{len(curves) + j}', label=label)
+    ax.set(xlabel='step', ylabel=ylabel, title=name)
+    ax.title.set_fontsize(10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  if title:
+    fig.suptitle(title, fontsize=10)
+  _save(fig, path)
+
+
 def image_grid(rows: list[tuple[str, list[tuple[str, np.ndarray, str]]]], path: str,
                title: str = '') -> None:
   """A grid of axial panels: ``rows`` of ``(row label, [(panel title, image [X, Y], cmap)])``;

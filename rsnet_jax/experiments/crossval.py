@@ -1,8 +1,11 @@
 """``crossval`` (Table I, the BraTS 2015 protocol): ``experiment.folds`` folds, each with
 ``experiment.test_cases`` test and ``experiment.val_cases`` validation cases (the paper: 5 folds of
-6 / 6 / 42 of the 54 LGG cases); per fold and target an RS-Net from ``data.inputs`` (T1); PSNR
-(eq. 6) and SSIM (eq. 5, and windowed) over the brain of each fold's test cases. Writes
-``table1.md``, ``crossval.json``, ``crossval.png``.
+6 / 6 / 42 of the 54 LGG cases); per fold and target a model of each of ``experiment.methods``
+(RS-Net and Table I's baselines, `rsnet_jax.baselines`) from ``data.inputs`` (T1); PSNR (eq. 6)
+and SSIM (eq. 5, and windowed) over the brain of each fold's test cases. Writes ``table1.md``
+(laid out as the paper's), ``crossval.json`` (per case, per method), ``crossval.png`` (per-case
+PSNR), ``table1_montage.png`` (one case, every method) and ``table1_curves.png`` (the networks'
+validation PSNR over steps against the baselines' on the same validation cases).
 """
 
 from __future__ import annotations
@@ -13,12 +16,14 @@ import time
 import ml_collections
 import numpy as np
 
+from rsnet_jax import baselines
 from rsnet_jax.data import pipeline
 from rsnet_jax.errors import UserError
 from rsnet_jax.evaluation import metrics
 from rsnet_jax.evaluation import report
 from rsnet_jax.experiments import common
 from rsnet_jax.runtime import files
+from rsnet_jax.training import summary_writer
 
 def folds(cases: list, num_folds: int, test_cases: int, val_cases: int,
           seed: int) -> list[dict[str, list]]:
@@ -69,6 +74,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   cases = pipeline.dataset_cases(first, workdir, pipeline.Task.from_config(first))
   per_case = {t: {m: {} for m in names} for t in e.targets}
   seconds = {t: {m: 0.0 for m in names} for t in e.targets}
+  val_psnr = {t: {m: [] for m in names if m in baselines.VARIANTS} for t in e.targets}
   shown = {}  # the montage's case: fold 0's first test case
   for f, split in enumerate(folds(cases, e.folds, e.test_cases, e.val_cases,
                                   config.data.split_seed)):
@@ -78,6 +84,12 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         model = common.protocol_model(common.model_config(config, m, t, config.data.inputs),
                                       model_dir(workdir, f, t, m, own), split)
         seconds[t][m] += time.time() - start
+        if m in baselines.VARIANTS:  # its level in the validation curves' figure
+          for case in split['val']:
+            example, _ = model.load(case)
+            val_psnr[t][m].append(metrics.psnr(example['target'][..., 0],
+                                               model(example)['synthesis'][..., 0],
+                                               example['brain'] > 0))
         for case in split['test']:
           example, _ = model.load(case)
           brain = example['brain'] > 0
@@ -94,7 +106,8 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      for k, _, _ in METRICS} for m, rows in by_method.items()}
              for t, by_method in per_case.items()}
   files.write_json(os.path.join(workdir, 'crossval.json'),
-                   {'summary': summary, 'per_case': per_case, 'seconds': seconds})
+                   {'summary': summary, 'per_case': per_case, 'seconds': seconds,
+                    'val_psnr_brain': val_psnr})
   task = pipeline.Task.from_config(first)
   files.write_text(os.path.join(workdir, 'table1.md'),
                    table_markdown(summary, seconds, config, task, len(cases)))
@@ -104,6 +117,17 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
       'brain PSNR (dB), per test case', os.path.join(workdir, 'crossval.png'),
       f'Table I: {e.folds}-fold cross-validation, {e.test_cases} test cases per fold')
   _montage(shown, task, e.targets, names, os.path.join(workdir, 'table1_montage.png'))
+  networks = [m for m in names if m not in baselines.VARIANTS]
+  if networks:
+    report.curves_and_levels(
+        {f'{_inputs(task)} -> {common.NAMES[t]}': (
+            {f'{common.VARIANT_NAMES[m]} fold {f}': summary_writer.read_scalars(
+                model_dir(workdir, f, t, m, own)).get('val_psnr_brain', [])
+             for m in networks for f in range(e.folds)},
+            {common.VARIANT_NAMES[m]: float(np.mean(v)) for m, v in val_psnr[t].items()})
+         for t in e.targets},
+        'validation brain PSNR (dB)', os.path.join(workdir, 'table1_curves.png'),
+        'the networks\' validation PSNR over steps; dashed: the baselines on the same cases')
   return summary
 
 
