@@ -163,3 +163,19 @@ def test_a_baseline_trains_evaluates_and_predicts_through_the_command_line(cases
   assert sorted(os.listdir(out / case)) == [f'{case}_t2.nii.gz']  # the synthesis only
   refused = run('--mode', 'uncertainty')
   assert refused.returncode == 2 and 'deterministic' in refused.stderr
+
+
+@pytest.mark.parametrize('variant', ['replica', 'lsdn', 'cnn2d'])
+def test_each_baseline_takes_any_inputs_and_target(variant, cases, tmp_path):
+  config = _config(variant)
+  config.data.target, config.data.inputs = 'flair', ('t1', 't1ce', 't2')
+  config.baseline.replica.trees = 2
+  config.baseline.lsdn.steps = config.baseline.cnn2d.steps = 5
+  task = pipeline.Task.from_config(config)
+  model = fitted.train(config, str(tmp_path), {'train': cases[:1]})
+  example = fitted.load_examples(cases[1:2], task)[0]
+  assert example['inputs'].shape[-1] == 3
+  synthesis = model(example)['synthesis']
+  assert synthesis.shape == example['target'].shape and np.isfinite(synthesis).all()
+  if variant == 'cnn2d':  # an encoder per input
+    assert {f'encoder{m}' for m in range(3)} <= set(model.state['params'])
