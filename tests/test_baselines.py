@@ -156,6 +156,9 @@ def test_a_baseline_trains_evaluates_and_predicts_through_the_command_line(cases
   assert trained.returncode == 0, trained.stderr[-3000:]
   assert 'evaluation on the val split (1 cases)' in trained.stdout
   assert (workdir / 'baseline' / 'lsdn.msgpack').exists()
+  evaluated = run('--mode', 'evaluate')
+  assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+  assert 'psnr_brain' in evaluated.stdout and (workdir / 'evaluation' / 'val.md').exists()
   predicted = run('--mode', 'predict', '--input', cases[0].path('t1').rsplit(os.sep, 1)[0],
                   '--output', str(out))
   assert predicted.returncode == 0, predicted.stderr[-3000:]
