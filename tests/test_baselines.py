@@ -19,6 +19,7 @@ from rsnet_jax.data import pipeline
 from rsnet_jax.data import synthetic
 from rsnet_jax.errors import UserError
 from rsnet_jax.evaluation import metrics
+from rsnet_jax.inference import predict
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -182,3 +183,12 @@ def test_each_baseline_takes_any_inputs_and_target(variant, cases, tmp_path):
   assert synthesis.shape == example['target'].shape and np.isfinite(synthesis).all()
   if variant == 'cnn2d':  # an encoder per input
     assert {f'encoder{m}' for m in range(3)} <= set(model.state['params'])
+
+
+def test_a_baselines_outputs_say_what_made_them_without_a_network_width():
+  config = _config('replica')
+  text = predict.description(config, pipeline.Task.from_config(config), {'rsnet_jax': '0.1.0'})
+  assert text == 'rsnet_jax 0.1.0 replica t2<-t1'
+  config.model.variant = 'rnet'
+  assert 'rnet k=4 t2<-t1' in predict.description(config, pipeline.Task.from_config(config),
+                                                   {'rsnet_jax': '0.1.0'})

@@ -2,5 +2,7 @@
 (`lsdn`) and the 2D CNN of Chartsias et al. (`cnn2d`), trained and used as RS-Net is
 (``config.model.variant``; `fitted`)."""
 
-VARIANTS = ('replica', 'lsdn', 'cnn2d')
+from rsnet_jax.data import pipeline
+
+VARIANTS = pipeline.BASELINES  # their model.variant names
 NAMES = {'replica': 'REPLICA', 'lsdn': 'LSDN', 'cnn2d': '2D CNN'}

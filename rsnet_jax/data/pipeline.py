@@ -33,9 +33,9 @@ from rsnet_jax.errors import UserError
 # The paper's choice (Sec. III-B): T1 <- T1ce, T2 <- FLAIR, T1ce <- T1, FLAIR <- T2.
 DEFAULT_COMPLEMENTARY = {'t1': 't1ce', 't2': 'flair', 't1ce': 't1', 'flair': 't2'}
 
-# Models that synthesize and do not segment: the R-Net and the baselines of Table I
-# (`rsnet_jax.baselines`).
-SYNTHESIS_ONLY = ('rnet', 'replica', 'lsdn', 'cnn2d')
+# Table I's baselines (`rsnet_jax.baselines`), and the models that synthesize and do not segment.
+BASELINES = ('replica', 'lsdn', 'cnn2d')
+SYNTHESIS_ONLY = ('rnet',) + BASELINES
 
 
 @dataclasses.dataclass(frozen=True)

@@ -257,8 +257,8 @@ def description(config: ml_collections.ConfigDict, task: pipeline.Task,
   members = forward_pass.ensemble_size(config)
   mc += f' ens{members}' if members > 1 else ''
   inputs = ','.join(m for m in task.inputs if m != task.target)
-  return (f'rsnet_jax {version["rsnet_jax"]}{git} {config.model.variant} '
-          f'k={config.model.base_filters} {made}{inputs}{mc}')
+  width = '' if task.variant in pipeline.BASELINES else f'k={config.model.base_filters} '
+  return f'rsnet_jax {version["rsnet_jax"]}{git} {config.model.variant} {width}{made}{inputs}{mc}'
 
 
 def output_paths(case: layouts.CaseFiles, task: pipeline.Task, case_dir: str,
