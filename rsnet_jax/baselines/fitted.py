@@ -54,6 +54,8 @@ class Baseline:
 def check(config: ml_collections.ConfigDict) -> None:
   """Refuses what a baseline cannot do, before any case is read."""
   variant = config.model.variant
+  if jax.process_count() > 1:
+    raise UserError(f'{variant} fits on one host: run it as one process (no SLURM/MPI tasks)')
   if config.model.get('ensemble_size', 1) > 1 or config.predict.num_mc_samples > 0:
     raise UserError(f'{variant} is deterministic: model.ensemble_size 1 and '
                     'predict.num_mc_samples 0')
@@ -143,7 +145,8 @@ def train(config: ml_collections.ConfigDict, workdir: str,
   variant = config.model.variant
   record = json.loads(json.dumps({
       'variant': variant, 'config': config.baseline[variant].to_dict(), 'seed': config.seed,
-      'inputs': list(task.inputs), 'target': task.target,
+      'inputs': list(task.inputs), 'target': task.target, 'normalization': task.normalization,
+      'spacing_mm': list(task.spacing or ()),
       'train_cases': [c.case_id for c in splits['train']]}))
   saved_path = os.path.join(workdir, FOLDER, 'baseline.json')
   saved = None
