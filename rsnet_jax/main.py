@@ -214,13 +214,14 @@ def run(config, workdir: str, mode: str) -> None:
     if config.model.variant in baselines.VARIANTS:
       fitted.check(config)
       splits = pipeline.dataset_splits(config, workdir, task)
-      fitted.train(config, workdir, splits)
+      state = fitted.train(config, workdir, splits)  # fitted (or reused) on this process
+      task = grid.on_model_grid(config, workdir, task)
     else:
       train.preflight(config, workdir, task)
       splits = pipeline.dataset_splits(config, workdir, task)
       train.train_and_evaluate(config, workdir, splits)
-    task = grid.on_model_grid(config, workdir, task)
-    state = _restored_state(config, workdir, task)
+      task = grid.on_model_grid(config, workdir, task)
+      state = _restored_state(config, workdir, task)
     if not parallel.is_primary():
       return  # process 0 evaluates and writes
     run_evaluate(config, workdir, state, task, splits)

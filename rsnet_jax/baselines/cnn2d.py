@@ -11,6 +11,8 @@ decoders and its self-reconstruction terms (one target here).
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -109,9 +111,15 @@ def fit(config: ml_collections.ConfigDict, examples: list[dict[str, np.ndarray]]
 def predict(params: dict, config: ml_collections.ConfigDict,
             example: dict[str, np.ndarray]) -> np.ndarray:
   """``[D, H, W, 1] float32``: every axial slice synthesized, 0 outside the brain."""
-  apply = jax.jit(lambda p, x: CNN2D(config.features, config.latent).apply(p, x)[0])
   inputs = np.moveaxis(example['inputs'], AXIAL, 0)
-  out = np.concatenate([np.asarray(apply(params, inputs[i:i + BATCH_PREDICT]))
+  out = np.concatenate([np.asarray(_synthesis(params, inputs[i:i + BATCH_PREDICT],
+                                              config.features, config.latent))
                         for i in range(0, len(inputs), BATCH_PREDICT)])
   out = np.moveaxis(out, 0, AXIAL) * (example['brain'] > 0)
   return out.astype(np.float32)[..., None]
+
+
+@functools.partial(jax.jit, static_argnames=('features', 'latent'))
+def _synthesis(params: dict, x: jax.Array, features: int, latent: int) -> jax.Array:
+  """`CNN2D`'s synthesis of slices ``x [B, H, W, M]``, compiled once per shape (not per case)."""
+  return CNN2D(features, latent).apply(params, x)[0]

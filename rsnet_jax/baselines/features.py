@@ -8,6 +8,7 @@ so a full-resolution BraTS case costs ``brain voxels x features`` floats, not th
 from __future__ import annotations
 
 import itertools
+from typing import Callable
 
 import numpy as np
 from scipy import ndimage
@@ -15,6 +16,7 @@ from scipy import ndimage
 # REPLICA's context: the smoothed inputs at these Gaussian sigmas (voxels), read at the voxel and
 # at +-2 sigma along each axis (6 neighbours), a coarse-to-fine description of the surroundings.
 CONTEXT_SIGMAS = (1.0, 2.0, 4.0)
+CHUNK = 200_000  # voxels predicted together: bounds the feature matrix of a full-size case
 
 
 def brain_voxels(example: dict[str, np.ndarray]) -> np.ndarray:
@@ -88,3 +90,12 @@ def scatter(example: dict[str, np.ndarray], voxels: np.ndarray, values: np.ndarr
   out = np.zeros(example['brain'].shape, np.float32)
   out[voxels[:, 0], voxels[:, 1], voxels[:, 2]] = values
   return out[..., None]
+
+
+def predict_brain(example: dict[str, np.ndarray],
+                  values_of: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+  """``[D, H, W, 1] float32``: ``values_of(voxels [n, 3]) -> [n]`` at every brain voxel, in chunks
+  of `CHUNK` voxels, 0 outside the brain."""
+  voxels = brain_voxels(example)
+  values = [np.asarray(values_of(voxels[i:i + CHUNK])) for i in range(0, len(voxels), CHUNK)]
+  return scatter(example, voxels, np.concatenate(values or [np.zeros(0)]))

@@ -35,6 +35,7 @@ from rsnet_jax.errors import UserError
 from rsnet_jax.runtime import files
 
 FOLDER = 'baseline'
+MODULES = {'replica': replica, 'lsdn': lsdn, 'cnn2d': cnn2d}  # each: fit, predict
 
 
 @dataclasses.dataclass
@@ -47,8 +48,7 @@ class Baseline:
   def __call__(self, example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """``{'synthesis': [D, H, W, 1] float32}`` for one example (no batch axis), 0 outside the
     brain."""
-    module = {'replica': replica, 'lsdn': lsdn, 'cnn2d': cnn2d}[self.variant]
-    return {'synthesis': module.predict(self.state, self.config, example)}
+    return {'synthesis': MODULES[self.variant].predict(self.state, self.config, example)}
 
 
 def check(config: ml_collections.ConfigDict) -> None:
@@ -85,12 +85,8 @@ def fit(config: ml_collections.ConfigDict, task: pipeline.Task,
   variant = config.model.variant
   c = config.baseline[variant]
   examples = load_examples(train_cases, task, f'{variant}: read')
-  key = jax.random.key(config.seed)
-  if variant == 'replica':
-    state = replica.fit(c, examples, config.seed)
-  else:
-    state = (lsdn if variant == 'lsdn' else cnn2d).fit(c, examples, key)
-  return Baseline(variant, c, state)
+  seed = config.seed if variant == 'replica' else jax.random.key(config.seed)  # sklearn: an int
+  return Baseline(variant, c, MODULES[variant].fit(c, examples, seed))
 
 
 def save(baseline: Baseline, workdir: str, record: dict) -> None:

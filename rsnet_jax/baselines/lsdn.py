@@ -9,6 +9,8 @@ the squared error over ``samples_per_case`` brain voxels of each training case.
 
 from __future__ import annotations
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -17,8 +19,6 @@ import numpy as np
 
 from rsnet_jax.baselines import features
 from rsnet_jax.baselines import optimize
-
-CHUNK = 200_000  # voxels predicted together
 
 
 class LSDN(nn.Module):
@@ -70,8 +70,11 @@ def fit(config: ml_collections.ConfigDict, examples: list[dict[str, np.ndarray]]
 def predict(params: dict, config: ml_collections.ConfigDict,
             example: dict[str, np.ndarray]) -> np.ndarray:
   """``[D, H, W, 1] float32``: the LSDN's synthesis inside the brain, 0 outside."""
-  apply = jax.jit(LSDN(config.hidden).apply)
-  voxels = features.brain_voxels(example)
-  values = [np.asarray(apply(params, *_arrays(example, voxels[i:i + CHUNK], config)))
-            for i in range(0, len(voxels), CHUNK)]
-  return features.scatter(example, voxels, np.concatenate(values or [np.zeros(0)]))
+  return features.predict_brain(
+      example, lambda voxels: _apply(params, *_arrays(example, voxels, config), config.hidden))
+
+
+@functools.partial(jax.jit, static_argnames='hidden')
+def _apply(params: dict, patch: jax.Array, position: jax.Array, hidden: int) -> jax.Array:
+  """`LSDN`'s forward, compiled once per shape (not once per case)."""
+  return LSDN(hidden).apply(params, patch, position)

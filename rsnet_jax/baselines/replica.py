@@ -14,8 +14,6 @@ import numpy as np
 
 from rsnet_jax.baselines import features
 
-CHUNK = 200_000  # voxels predicted together: bounds the feature matrix of a full-size case
-
 
 def voxel_features(example: dict[str, np.ndarray], voxels: np.ndarray,
                    config: ml_collections.ConfigDict) -> np.ndarray:
@@ -49,7 +47,5 @@ def fit(config: ml_collections.ConfigDict, examples: list[dict[str, np.ndarray]]
 def predict(forest, config: ml_collections.ConfigDict,
             example: dict[str, np.ndarray]) -> np.ndarray:
   """``[D, H, W, 1] float32``: the forest's synthesis inside the brain, 0 outside."""
-  voxels = features.brain_voxels(example)
-  values = np.concatenate([forest.predict(voxel_features(example, voxels[i:i + CHUNK], config))
-                           for i in range(0, len(voxels), CHUNK)] or [np.zeros(0)])
-  return features.scatter(example, voxels, values)
+  return features.predict_brain(
+      example, lambda voxels: forest.predict(voxel_features(example, voxels, config)))

@@ -66,9 +66,8 @@ class Baseline:
   def __init__(self, config: ml_collections.ConfigDict, workdir: str,
                splits: dict[str, list]):
     os.makedirs(workdir, exist_ok=True)
-    fitted.train(config, workdir, splits)
+    self._model = fitted.train(config, workdir, splits)
     self.task = grid.on_model_grid(config, workdir, pipeline.Task.from_config(config))
-    self._model = fitted.restore(config, workdir, self.task)
 
   def load(self, case) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:
     return pipeline.load_case(case, self.task)

@@ -94,14 +94,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         seconds[t][m] += time.time() - start
         if m in baselines.VARIANTS:  # its level in the validation curves' figure
           for case in split['val']:
-            example, _ = model.load(case)
-            val_psnr[t][m].append(metrics.psnr(example['target'][..., 0],
-                                               model(example)['synthesis'][..., 0],
-                                               example['brain'] > 0))
+            _, real, synth, brain = _synthesized(model, case)
+            val_psnr[t][m].append(metrics.psnr(real, synth, brain))
         for case in split['test']:
-          example, _ = model.load(case)
-          brain = example['brain'] > 0
-          real, synth = example['target'][..., 0], model(example)['synthesis'][..., 0]
+          example, real, synth, brain = _synthesized(model, case)
           per_case[t][m][case.case_id] = {
               'fold': f, 'psnr_brain': metrics.psnr(real, synth, brain),
               'ssim_brain': metrics.ssim_global(real, synth, brain),
@@ -116,7 +112,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   summary = {t: {m: {k: dict(zip(('mean', 'std'), report.mean_std([r[k] for r in rows.values()])))
                      for k, _, _ in METRICS} for m, rows in by_method.items()}
              for t, by_method in per_case.items()}
-  files.write_json(os.path.join(workdir, 'crossval.json'),
+  files.write_json(record_path,
                    {'summary': summary, 'per_case': per_case, 'seconds': seconds,
                     'val_psnr_brain': val_psnr})
   task = pipeline.Task.from_config(first)
@@ -141,6 +137,14 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         f'validation PSNR over steps, mean of {e.folds} folds\' {e.val_cases} validation cases '
         'each; dashed: the baselines on the same cases')
   return summary
+
+
+def _synthesized(model: common.Model | common.Baseline, case
+                 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]:
+  """``(example, real [D, H, W], synthesized [D, H, W], brain [D, H, W] bool)`` of one case."""
+  example, _ = model.load(case)
+  return (example, example['target'][..., 0], model(example)['synthesis'][..., 0],
+          example['brain'] > 0)
 
 
 def _mean_curve(curves: list[list[tuple[int, float]]]) -> list[tuple[int, float]]:
