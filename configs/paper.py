@@ -121,6 +121,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.augment.elastic_probability = 0.0
   config.augment.elastic_magnitude = 2.0  # voxels: std of the smoothed displacement
   config.augment.elastic_sigma = 4.0  # voxels: Gaussian smoothing of the displacement noise
+  config.augment.curve_probability = 0.0  # per sequence: a random monotone intensity curve
+  config.augment.curve_knots = 4  # inner knots of the piecewise-linear curve
+  config.augment.curve_strength = 0.6  # segment slopes uniform in 1 +- this (< 1), then rescaled
   config.augment.gamma_probability = 0.0  # per sequence
   config.augment.gamma_range = (0.7, 1.5)  # on intensities rescaled to [0, 1] inside the brain
   config.augment.contrast_probability = 0.0  # per sequence

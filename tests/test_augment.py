@@ -96,7 +96,34 @@ def test_crop_around_the_tumour_holds_it():
   assert small['brain'].shape == (48, 16, 16) and small['brain'][:4].sum() == 0  # zero padding
 
 
+def test_intensity_curve_keeps_order_and_range_but_not_contrast():
+  x = np.linspace(-1.0, 3.0, 401)
+  y = augment.intensity_curve(x, -1.0, 3.0, 4, 0.6, np.random.default_rng(3))
+  assert y[0] == -1.0 and y[-1] == 3.0  # the range maps onto itself
+  assert (np.diff(y) > 0).all()  # tissues keep their order
+  slopes = np.diff(y) / np.diff(x)
+  assert slopes.max() / slopes.min() > 1.2  # but not their contrast: not an affine map
+  assert slopes.min() >= (1 - 0.6) / (1 + 0.6) - 1e-9 and slopes.max() <= (1 + 0.6) / (1 - 0.6)
+  np.testing.assert_allclose(
+      augment.intensity_curve(x, -1.0, 3.0, 4, 0.0, np.random.default_rng(3)), x, atol=1e-12)
+
+
+def test_a_config_written_before_the_curve_augments_as_before():
+  example = _cube_example()
+  on = {f'augment.{n}_probability': 1.0 for n in augment.INTENSITY if n != 'curve'}
+  config = tiny_config(**on)
+  old = tiny_config(**on)
+  del old.augment['curve_probability']
+  a = augment.augment(example, config, np.random.default_rng(1), 2)
+  b = augment.augment(example, old, np.random.default_rng(1), 2)
+  np.testing.assert_array_equal(a['inputs'], b['inputs'])
+  assert augment.probability(old.augment, 'curve') == 0.0
+
+
 def test_bad_settings_are_refused():
+  with pytest.raises(UserError, match='augment.curve_strength'):
+    augment.validate(tiny_config(**{'augment.curve_probability': 0.5,
+                                    'augment.curve_strength': 1.0}))
   with pytest.raises(UserError, match='augment.gamma_probability'):
     augment.validate(tiny_config(**{'augment.gamma_probability': 1.5}))
   with pytest.raises(UserError, match='data.crop_shape'):

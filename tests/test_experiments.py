@@ -10,6 +10,7 @@ import pytest
 
 from rsnet_jax.errors import UserError
 from rsnet_jax.experiments import crossval
+from rsnet_jax.experiments import generalization
 from rsnet_jax.experiments import swap
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -164,6 +165,16 @@ def test_anyseq_comparison_end_to_end(tmp_path):
   rows = [l for l in table.splitlines() if l.startswith('| ')]
   assert len(rows) == 1 + 2 and rows[-1].startswith('| FLAIR | anyseq |')
   assert 'Where the one anyseq model is worse than the per-target RS-Net' in table
+
+
+@pytest.mark.parametrize('models', [(), ('augmented',)])
+def test_generalization_check_refuses_unknown_models_before_any_work(tmp_path, models):
+  from configs.experiments import generalization as gen_config  # pylint: disable=g-import-not-at-top
+  config = gen_config.get_config()
+  config.experiment.models = models
+  with pytest.raises(UserError, match='experiment.models must name some of'):
+    generalization.run(config, str(tmp_path))
+  assert not os.listdir(tmp_path)
 
 
 @pytest.mark.slow

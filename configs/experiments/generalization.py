@@ -27,4 +27,5 @@ def get_config() -> ml_collections.ConfigDict:
   config.experiment.name = 'generalization'
   config.experiment.ood_cases = 8  # cases of the independent family, generated into WORKDIR
   config.experiment.ood_data_dir = ''  # or a folder of cases from elsewhere
+  config.experiment.models = ('no_augmentation', 'augmentation')  # which of the two to train
   return config

@@ -7,8 +7,10 @@ One example of `pipeline.load_case` (network grid ``[D, H, W]``) in, the same ke
     and ``valid`` by nearest neighbour, and every image is 0 outside the warped brain, as a
     skull-stripped volume is;
   intensity, per input sequence and inside the brain only (the synthesis ``target`` is left as it
-    is: the network should read through these changes, not learn to reproduce them): gamma,
-    contrast and brightness, a smooth multiplicative bias field, Gaussian noise and blur.
+    is: the network should read through these changes, not learn to reproduce them): a random
+    monotone intensity curve (tissues keep their order, not their contrast: another scanner's or
+    protocol's weighting), gamma, contrast and brightness, a smooth multiplicative bias field,
+    Gaussian noise and blur.
   random crop (``augment.random_crop``): `crop_around` takes ``data.crop_shape`` around a voxel
     drawn from the tumour with probability ``augment.foreground_share``, else from the brain, from a
     case loaded whole.
@@ -31,7 +33,12 @@ AUGMENT_STREAM = 0x617567  # keeps the augmentation's draws apart from other use
 IMAGES = ('inputs', 'complementary', 'target')  # linear interpolation
 MASKS = ('labels', 'brain', 'valid')  # nearest neighbour
 SPATIAL = ('mirror', 'rotate', 'scale', 'elastic')
-INTENSITY = ('gamma', 'contrast', 'bias_field', 'noise', 'blur')
+INTENSITY = ('curve', 'gamma', 'contrast', 'bias_field', 'noise', 'blur')
+
+
+def probability(a: ml_collections.ConfigDict, name: str) -> float:
+  """``augment.<name>_probability``; 0 where a config written before the transform lacks it."""
+  return float(a.get(f'{name}_probability', 0.0))
 
 
 def enabled(config: ml_collections.ConfigDict) -> bool:
@@ -39,16 +46,20 @@ def enabled(config: ml_collections.ConfigDict) -> bool:
   a = config.get('augment')
   if a is None:
     return False
-  return a.random_crop or any(a[f'{name}_probability'] > 0 for name in SPATIAL + INTENSITY)
+  return a.random_crop or any(probability(a, name) > 0 for name in SPATIAL + INTENSITY)
 
 
 def validate(config: ml_collections.ConfigDict) -> None:
-  """`UserError` for a probability outside [0, 1] or a random crop without ``data.crop_shape``."""
+  """`UserError` for a probability outside [0, 1], an intensity curve that would not increase, or a
+  random crop without ``data.crop_shape``."""
   a = config.augment
   for name in SPATIAL + INTENSITY:
-    p = a[f'{name}_probability']
+    p = probability(a, name)
     if not 0.0 <= p <= 1.0:
       raise UserError(f'augment.{name}_probability must be in [0, 1], got {p}')
+  if probability(a, 'curve') > 0 and not (0.0 <= a.curve_strength < 1.0 and a.curve_knots >= 0):
+    raise UserError(f'augment.curve_strength must be in [0, 1) and augment.curve_knots >= 0, got '
+                    f'{a.curve_strength} and {a.curve_knots}')
   if a.random_crop and not tuple(config.data.crop_shape):
     raise UserError('augment.random_crop needs data.crop_shape (the window to draw)')
 
@@ -123,6 +134,18 @@ def _warp(value: np.ndarray, coords: np.ndarray, order: int) -> np.ndarray:
   return np.stack([_warp(value[..., c], coords, order) for c in range(value.shape[-1])], -1)
 
 
+def intensity_curve(x: np.ndarray, lo: float, hi: float, knots: int, strength: float,
+                    rng: np.random.Generator) -> np.ndarray:
+  """``x`` through a random increasing piecewise-linear map of ``[lo, hi]`` onto itself:
+  ``knots`` evenly spaced inner knots, the ``knots + 1`` segments' slopes drawn uniform in
+  ``[1 - strength, 1 + strength]`` (then rescaled to keep the range). Values outside the range
+  are clamped to it."""
+  steps = rng.uniform(1.0 - strength, 1.0 + strength, knots + 1)
+  xs = np.linspace(lo, hi, knots + 2)
+  ys = lo + (hi - lo) * np.concatenate([[0.0], np.cumsum(steps) / steps.sum()])
+  return np.interp(x, xs, ys)
+
+
 def _intensity(volume: np.ndarray, brain: np.ndarray, a: ml_collections.ConfigDict,
                rng: np.random.Generator) -> np.ndarray:
   """One sequence ``[D, H, W] float32``, changed inside ``brain`` (bool); 0 outside it."""
@@ -130,6 +153,10 @@ def _intensity(volume: np.ndarray, brain: np.ndarray, a: ml_collections.ConfigDi
   inside = x[brain]
   if inside.size == 0:
     return volume
+  # Drawn only when enabled, so that configs without it keep their augmented streams bit for bit.
+  if probability(a, 'curve') > 0 and rng.random() < a.curve_probability:
+    x = intensity_curve(x, float(inside.min()), float(inside.max()), a.curve_knots,
+                        a.curve_strength, rng)
   if rng.random() < a.gamma_probability:
     lo, hi = float(inside.min()), float(inside.max())
     span = max(hi - lo, 1e-12)
@@ -169,7 +196,7 @@ def augment(example: dict[str, np.ndarray], config: ml_collections.ConfigDict,
         out[key] = np.where(brain, _warp(out[key], coords, 1), 0).astype(out[key].dtype)
     if 'labels' in out:
       out['labels'] = np.where(brain[..., 0], out['labels'], 0)
-  if any(a[f'{name}_probability'] > 0 for name in INTENSITY):
+  if any(probability(a, name) > 0 for name in INTENSITY):
     brain = out['brain'] > 0
     inputs = out['inputs'].copy()
     for c in range(inputs.shape[-1]):

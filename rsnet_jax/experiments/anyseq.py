@@ -24,7 +24,7 @@ class WithoutSequence:
     self.model, self.missing, self.task = model, missing, model.task
 
   def load(self, case) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:
-    return anyseq.load_case(case, self.task, self.missing)
+    return anyseq.load_case(case, self.task, self.missing, whole_brain=True)
 
   def __call__(self, example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return self.model(example)

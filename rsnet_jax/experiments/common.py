@@ -48,16 +48,19 @@ class Model:
     state = train.abstract_train_state(config, self.task)
     state, _ = checkpoints.restore_params(workdir, config, state, 'best')
     self.params = state.params
+    self._window = predict.crop_window(self.task)
     self._fn = jax.jit(functools.partial(forward_pass.forward, apply_fn=state.apply_fn,
                                          num_mc_samples=0,
                                          members=forward_pass.ensemble_size(config)),
                        compiler_options=compile_options.for_backend())
 
   def load(self, case) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:
-    return pipeline.load_case(case, self.task)
+    """The case as `evaluate` reads it: a brain larger than the crop whole, for the sliding
+    window of `__call__` to cover."""
+    return pipeline.load_case(case, self.task, whole_brain=True)
 
   def __call__(self, example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return predict.predict_example(self._fn, self.params, example)
+    return predict.predict_example(self._fn, self.params, example, window=self._window)
 
 
 class Baseline:
@@ -70,7 +73,7 @@ class Baseline:
     self.task = grid.on_model_grid(config, workdir, pipeline.Task.from_config(config))
 
   def load(self, case) -> tuple[dict[str, np.ndarray], pipeline.CaseMeta]:
-    return pipeline.load_case(case, self.task)
+    return pipeline.load_case(case, self.task, whole_brain=True)
 
   def __call__(self, example: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return self._model(example)

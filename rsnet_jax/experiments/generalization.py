@@ -20,12 +20,14 @@ from rsnet_jax.data import layouts
 from rsnet_jax.data import orientation
 from rsnet_jax.data import pipeline
 from rsnet_jax.data import synthetic_relaxometry
+from rsnet_jax.errors import UserError
 from rsnet_jax.evaluation import evaluate
 from rsnet_jax.evaluation import metrics
 from rsnet_jax.evaluation import report
 from rsnet_jax.experiments import common
 from rsnet_jax.runtime import files
 
+MODELS = ('no_augmentation', 'augmentation')  # the two trainings experiment.models chooses from
 COLUMNS = (('dice_WT', 'Dice WT'), ('dice_TC', 'Dice TC'), ('dice_ET', 'Dice ET'),
            ('psnr_brain', 'PSNR brain (dB)'), ('psnr_tumour', 'PSNR tumour (dB)'),
            ('ssim_brain', 'SSIM brain'), ('psnr_brain_vs_mean', 'brain PSNR - mean (dB)'),
@@ -76,12 +78,16 @@ def _score(model: common.Model, case) -> tuple[dict[str, float], dict, dict]:
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Returns ``{model: {family: {metric: {'mean', 'std'}}}}``."""
+  chosen = tuple(config.experiment.get('models', MODELS))
+  if not chosen or set(chosen) - set(MODELS):
+    raise UserError(f'experiment.models must name some of {MODELS}, got {chosen!r}')
   first = common.model_config(config, config.model.variant, config.data.target)
   task = pipeline.Task.from_config(first)
   splits = pipeline.dataset_splits(first, workdir, task)
   split_name, home = common.held_out(splits)
   families = {f'same family ({split_name})': home, 'independent family': ood_cases(config, workdir)}
   models = {'no_augmentation': without_augmentation(first), 'augmentation': first}
+  models = {name: models[name] for name in chosen}
   summary, per_case = {}, {}
   for name, model_config in models.items():
     model = common.Model(model_config, os.path.join(workdir, name), splits)
