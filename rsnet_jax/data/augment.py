@@ -153,12 +153,11 @@ def _intensity(volume: np.ndarray, brain: np.ndarray, a: ml_collections.ConfigDi
   inside = x[brain]
   if inside.size == 0:
     return volume
+  lo, hi = float(inside.min()), float(inside.max())  # the curve maps this range onto itself
   # Drawn only when enabled, so that configs without it keep their augmented streams bit for bit.
   if probability(a, 'curve') > 0 and rng.random() < a.curve_probability:
-    x = intensity_curve(x, float(inside.min()), float(inside.max()), a.curve_knots,
-                        a.curve_strength, rng)
+    x = intensity_curve(x, lo, hi, a.curve_knots, a.curve_strength, rng)
   if rng.random() < a.gamma_probability:
-    lo, hi = float(inside.min()), float(inside.max())
     span = max(hi - lo, 1e-12)
     x = lo + span * np.clip((x - lo) / span, 0, 1) ** rng.uniform(*a.gamma_range)
   if rng.random() < a.contrast_probability:
