@@ -28,6 +28,9 @@ signal equations with per-case scanner and sequence jitter:
   cases, on the case's true tissue map (partial-volume blurred): the best guess that knows the
   anatomy exactly but not the case's draws;
 - ``tissue map, case levels``: each tissue's mean over the case itself (knows its draws too);
+- ``tissue map, our levels``: each tissue's mean normalised intensity over our generator's cases
+  (deep grey nuclei as grey matter), on the case's true tissue map: what a network trained on our
+  cases could reach if it read the family's anatomy exactly;
 - ``voxel regression (ours)``: the regression fitted on our generator's cases, as a network
   trained on them would be (no case of the family seen);
 - ``voxel regression (family)``: the same fitted on the other N - 1 cases of the family.
@@ -35,6 +38,7 @@ signal equations with per-case scanner and sequence jitter:
   python bench/synthesis_ceiling.py --test 2,11                  # the demo's 16 cases and test split
   python bench/synthesis_ceiling.py --cases 24 --shape 40,40,36 --target flair
   python bench/synthesis_ceiling.py --ood 8                      # the generalization check's family
+  python bench/synthesis_ceiling.py --ood 8 --cases 48 --variability physics  # its training cohort
 """
 
 import argparse
@@ -83,10 +87,28 @@ def oracles(case: synthetic.Case, target: str, normalization: str) -> dict[str, 
           'anatomy + scale': metrics.psnr(truth, scaled, brain)}
 
 
-def out_of_family(cases: list[synthetic.Case], coef_ours: np.ndarray, target: str,
-                  normalization: str) -> list[dict[str, float]]:
-  """Brain PSNR (dB) per case of the independent family: the mean, the two tissue-map oracles and
-  the two voxel regressions (each case left out of what is fitted on the family)."""
+# The independent family's tissue classes as ours (deep grey nuclei: grey matter).
+_FAMILY_TO_OURS = {
+    synthetic_relaxometry.CSF: synthetic.CSF, synthetic_relaxometry.GM: synthetic.GM,
+    synthetic_relaxometry.WM: synthetic.WM, synthetic_relaxometry.DEEP_GM: synthetic.GM,
+    synthetic_relaxometry.NECROSIS: synthetic.NECROSIS, synthetic_relaxometry.EDEMA: synthetic.EDEMA,
+    synthetic_relaxometry.ENHANCING: synthetic.ENHANCING}
+
+
+def tissue_levels(cases: list[synthetic.Case], target: str, normalization: str) -> np.ndarray:
+  """``[LESION + 1]``: each of our tissue classes' mean normalised ``target`` over ``cases``."""
+  levels = np.zeros(synthetic.LESION + 1)
+  for t in range(1, synthetic.LESION + 1):
+    values = [preprocess.normalize(c.images[target], c.tissue != synthetic.BG, normalization)[
+        c.tissue == t].mean() for c in cases if (c.tissue == t).any()]
+    levels[t] = np.mean(values) if values else 0.0
+  return levels
+
+
+def out_of_family(cases: list[synthetic.Case], coef_ours: np.ndarray, levels_ours: np.ndarray,
+                  target: str, normalization: str) -> list[dict[str, float]]:
+  """Brain PSNR (dB) per case of the independent family: the mean, the three tissue-map oracles
+  and the two voxel regressions (each case left out of what is fitted on the family)."""
   truths = []
   for case in cases:
     brain = case.tissue != synthetic_relaxometry.BG
@@ -108,6 +130,8 @@ def out_of_family(cases: list[synthetic.Case], coef_ours: np.ndarray, target: st
         'mean': np.full(truth.shape, truth[brain].mean()),
         'tissue map, family levels': ndimage.gaussian_filter(family[case.tissue], 0.6),
         'tissue map, case levels': own[case.tissue],
+        'tissue map, our levels': ndimage.gaussian_filter(
+            np.array([levels_ours[_FAMILY_TO_OURS.get(t, 0)] for t in tissues])[case.tissue], 0.6),
     }
     for name, coef in (('voxel regression (ours)', coef_ours),
                        ('voxel regression (family)', coef_family)):
@@ -138,15 +162,19 @@ def main() -> None:
   parser.add_argument('--shape', default='40,40,36', help='the voxel grid (demo: 40,40,36)')
   parser.add_argument('--target', default='flair', choices=('t1', 't1ce', 't2', 'flair'))
   parser.add_argument('--normalization', default='brats2017')
+  parser.add_argument('--variability', default='classic', choices=sorted(synthetic.VARIABILITY),
+                      help='our generator\'s ranges (the oracles need classic\'s tissue table)')
   parser.add_argument('--ood', type=int, default=0, help='also N cases of the independent family '
                       '(the generalization check\'s: seed + 1)')
   parser.add_argument('--test', default='', help='cases left out of the voxel regression\'s fit, '
                       'e.g. 2,11 (the demo\'s test split); default: fitted on every case')
   args = parser.parse_args()
   shape = tuple(int(s) for s in args.shape.split(','))
-  cases = [synthetic.generate_case(args.seed * 100003 + i, shape) for i in range(args.cases)]
+  cases = [synthetic.generate_case(args.seed * 100003 + i, shape, variability=args.variability)
+           for i in range(args.cases)]
   test = {int(i) for i in args.test.split(',') if i}
-  rows = [oracles(case, args.target, args.normalization) for case in cases]
+  rows = [oracles(case, args.target, args.normalization) if args.variability == 'classic' else {}
+          for case in cases]
   features = [voxel_features(case, args.target, args.normalization) for case in cases]
   fit = [i for i in range(args.cases) if i not in test]
   coef = np.linalg.lstsq(np.concatenate([features[i][0] for i in fit]),
@@ -164,7 +192,8 @@ def main() -> None:
     family = [synthetic_relaxometry.generate_case(seed + i, shape) for i in range(args.ood)]
     print(f'\n{args.ood} cases of the independent family (synthetic_relaxometry), same grid; the '
           'family\'s fits leave the case out\n')
-    _print_table(out_of_family(family, coef, args.target, args.normalization), set())
+    levels = tissue_levels([cases[i] for i in fit], args.target, args.normalization)
+    _print_table(out_of_family(family, coef, levels, args.target, args.normalization), set())
 
 
 if __name__ == '__main__':

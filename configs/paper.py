@@ -70,7 +70,8 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.synthetic_pathology = 'glioma'  # 'glioma' (BraTS-like) | 'ms' (white-matter lesions,
   #   T1/T2/FLAIR/PD at 1 x 1 x 3 mm: set data.modalities and model.num_classes=2 to match)
   config.data.synthetic_variability = 'classic'  # ranges of anatomy and contrasts: 'classic'
-  #   (the demo's cohort) | 'wide' (as real cohorts vary; rsnet_jax/data/synthetic.py, VARIABILITY)
+  #   (the demo's cohort) | 'wide' (as real cohorts vary) | 'physics' (contrasts from MR signal
+  #   equations over per-case tissue parameters; docs/data.md, "Synthetic cases")
 
   config.loss = ml_collections.ConfigDict()
   # Eq. 4's weights. The paper: "lambda1 and lambda2 ..., to combine CCE and MSE, were fixed to 1.0
@@ -79,6 +80,7 @@ def get_config() -> ml_collections.ConfigDict:
   # (docs/training.md, "Learning notes").
   config.loss.lambda_synthesis = 0.1  # on W-MSE
   config.loss.lambda_segmentation = 1.0  # on W-CCE
+  config.loss.lambda_dice = 0.0  # a soft Dice term on the logits (not the paper's; 0 = off)
   config.loss.region = 'volume'  # voxels eq. 4 averages over: 'volume' (the paper's: the whole
   #   crop) | 'brain' (ours: voxels non-zero in some input; predictions outside are background / 0)
   config.loss.rep = 0.1  # eq. 3 (not given in the paper; 1.0 gives rare classes weights ~5000)

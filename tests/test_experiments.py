@@ -167,14 +167,39 @@ def test_anyseq_comparison_end_to_end(tmp_path):
   assert 'Where the one anyseq model is worse than the per-target RS-Net' in table
 
 
-@pytest.mark.parametrize('models', [(), ('augmented',)])
-def test_generalization_check_refuses_unknown_models_before_any_work(tmp_path, models):
+@pytest.mark.parametrize('models,seeds,message', [
+    ((), (), 'experiment.models must name some of'),
+    (('augmented',), (), 'experiment.models must name some of'),
+    (('augmentation',), (1, 1), 'experiment.seeds must be distinct integers'),
+    (('augmentation',), (1, 0.5), 'experiment.seeds must be distinct integers')])
+def test_generalization_check_refuses_bad_choices_before_any_work(tmp_path, models, seeds,
+                                                                  message):
   from configs.experiments import generalization as gen_config  # pylint: disable=g-import-not-at-top
   config = gen_config.get_config()
   config.experiment.models = models
-  with pytest.raises(UserError, match='experiment.models must name some of'):
+  config.experiment.seeds = seeds
+  with pytest.raises(UserError, match=message):
     generalization.run(config, str(tmp_path))
   assert not os.listdir(tmp_path)
+
+
+@pytest.mark.slow
+def test_generalization_check_over_seeds(tmp_path):
+  workdir = _experiment(tmp_path, 'generalization', *FOUR_CASES,
+                        '--config.experiment.ood_cases=1', '--config.experiment.seeds=(3,4)',
+                        "--config.experiment.models=('augmentation',)")
+  record = json.loads((workdir / 'generalization.json').read_text())
+  assert set(record['by_seed']) == {'3', '4'}
+  for family, stats in record['summary']['augmentation'].items():
+    values = [record['by_seed'][s]['augmentation'][family]['psnr_brain']['mean'] for s in '34']
+    assert values[0] != values[1]  # other cases, initialisation and data order
+    assert stats['psnr_brain']['mean'] == pytest.approx(sum(values) / 2)
+    assert stats['psnr_brain']['std'] == pytest.approx(abs(values[0] - values[1]) / 2)
+  for seed in (3, 4):
+    assert (workdir / f'seed_{seed}' / 'generalization.md').exists()
+    assert (workdir / f'seed_{seed}' / 'augmentation' / 'checkpoints').is_dir()
+  table = (workdir / 'generalization.md').read_text()
+  assert '2 seeds (3, 4' in table and '| augmentation | independent family | 4 |' in table
 
 
 @pytest.mark.slow

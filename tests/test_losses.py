@@ -59,3 +59,30 @@ def test_combined_loss_uses_lambdas_and_present_heads():
   np.testing.assert_allclose(loss_s, 0.1 * np.log(2), rtol=1e-6)
   assert jax.grad(lambda s: losses.weighted_mse(s, target, labels, w))(out['synthesis']).shape == (
       1, 2, 2, 2, 1)
+
+
+def test_soft_dice_by_hand_and_its_mask():
+  """Two voxels, two classes: p = (0.8, 0.2) on a class-0 voxel and (0.4, 0.6) on a class-1 one;
+  per class Dice 2 sum(p y) / (sum p + sum y), averaged over classes; a masked-out voxel counts
+  for nothing; a perfect prediction scores 0."""
+  logits = jnp.log(jnp.array([[[0.8, 0.2], [0.4, 0.6], [0.1, 0.9]]]))
+  labels = jnp.array([[0, 1, 0]])
+  mask = jnp.array([[1, 1, 0]])
+  dice0 = 2 * 0.8 / ((0.8 + 0.4) + 1)
+  dice1 = 2 * 0.6 / ((0.2 + 0.6) + 1)
+  np.testing.assert_allclose(losses.soft_dice(logits, labels, mask),
+                             1 - (dice0 + dice1) / 2, rtol=1e-5)
+  assert float(losses.soft_dice(logits, labels)) > float(losses.soft_dice(logits, labels, mask))
+  np.testing.assert_allclose(losses.soft_dice(100 * jax.nn.one_hot(labels, 2), labels), 0.0,
+                             atol=1e-6)
+
+
+def test_dice_term_is_off_by_default_and_added_with_its_weight():
+  labels = jnp.array([[[[0, 1]]]])
+  out = {'logits': jnp.zeros((1, 1, 1, 2, 2))}
+  w = jnp.ones(2)
+  loss, parts = losses.rsnet_loss(out, None, labels, w, 0.1, 1.0)
+  assert 'dice' not in parts
+  loss_d, parts_d = losses.rsnet_loss(out, None, labels, w, 0.1, 1.0, lambda_dice=0.5)
+  np.testing.assert_allclose(parts_d['dice'], 0.5, rtol=1e-5)  # p = 0.5 everywhere
+  np.testing.assert_allclose(loss_d, loss + 0.25, rtol=1e-5)

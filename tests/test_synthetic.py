@@ -115,3 +115,43 @@ def test_wide_cohort_varies_more_and_classic_stays_the_demos():
       1544147235, 3472540533)
   with pytest.raises(Exception, match='variability'):
     synthetic.generate_case(0, SHAPE, variability='huge')
+
+
+def test_physics_contrasts_follow_the_signal_equations_and_vary_per_case():
+  """'physics': tissue orders as MR physics gives them in every case (T1: WM > GM > CSF; T2: CSF >
+  GM > WM; FLAIR: CSF nulled, oedema brightest; gadolinium brightens the rim), while the levels
+  relative to white matter vary across cases more than 'classic's +-15 % table does."""
+  ratios = {'classic': [], 'physics': []}
+  for seed in range(6):
+    for variability in ratios:
+      case = synthetic.generate_case(seed, (40, 40, 36), variability=variability)
+      level = {m: {t: float(img[case.tissue == t].mean()) for t in (
+          synthetic.CSF, synthetic.GM, synthetic.WM, synthetic.EDEMA, synthetic.ENHANCING)}
+               for m, img in case.images.items()}
+      ratios[variability].append(level['t2'][synthetic.GM] / level['t2'][synthetic.WM])
+      if variability == 'classic':
+        continue
+      t1, t2, flair = level['t1'], level['t2'], level['flair']
+      assert t1[synthetic.WM] > t1[synthetic.GM] > t1[synthetic.CSF]
+      assert t2[synthetic.CSF] > t2[synthetic.GM] > t2[synthetic.WM]
+      assert flair[synthetic.EDEMA] > flair[synthetic.GM] > flair[synthetic.CSF]
+      rim = {m: level[m][synthetic.ENHANCING] / level[m][synthetic.WM] for m in ('t1', 't1ce')}
+      assert rim['t1ce'] > 1.2 * rim['t1']  # (a thin rim: partial volume with its neighbours)
+  assert np.std(ratios['physics']) > np.std(ratios['classic'])
+
+
+def test_physics_levels_are_the_signal_equation():
+  """`_physics_levels` on a known tissue table: spin echo, inversion recovery (CSF nulled at TI =
+  T1 ln 2 with TR >> T1) and gadolinium's T1 in t1ce."""
+  pd, t1, t2 = np.zeros(8), np.full(8, 1000.0), np.full(8, 100.0)
+  pd[1:] = 1.0
+  t1[synthetic.CSF] = 2500.0 / np.log(2)  # FLAIR's TI range starts at 2000 ms
+  rng = np.random.default_rng(0)
+  flair = synthetic._physics_levels(rng, 'flair', pd, t1, t2, False)
+  assert flair[synthetic.BG] == 0 and flair[synthetic.CSF] < 0.15 * flair[synthetic.GM]
+  spin = synthetic._physics_levels(np.random.default_rng(1), 't1', pd, t1, t2, False)
+  np.testing.assert_allclose(spin[2:], 1.0)  # identical tissues but CSF, normalised by the brightest
+  t1ce = synthetic._physics_levels(np.random.default_rng(1), 't1ce', pd, t1, t2, False)
+  assert t1ce[synthetic.ENHANCING] == 1.0 and t1ce[synthetic.GM] < 0.9
+  with pytest.raises(Exception, match='variability'):
+    synthetic.generate_case(0, SHAPE, variability='physic')

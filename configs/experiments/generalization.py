@@ -28,4 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.experiment.ood_cases = 8  # cases of the independent family, generated into WORKDIR
   config.experiment.ood_data_dir = ''  # or a folder of cases from elsewhere
   config.experiment.models = ('no_augmentation', 'augmentation')  # which of the two to train
+  # () = config.seed alone, in WORKDIR; e.g. (1, 2, 3): one run per seed (its own cases,
+  # initialisation, data order and family) in WORKDIR/seed_<seed>, and a table over the seeds.
+  config.experiment.seeds = ()
   return config

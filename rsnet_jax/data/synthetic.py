@@ -6,6 +6,9 @@ modalities get the contrasts these tissues have in real scans (T1: WM > GM > CSF
 T1 with a bright enhancing rim; T2: CSF and edema bright; FLAIR: like T2 but CSF dark), with
 per-case tissue intensities (so no modality is a fixed per-voxel function of the others), a smooth
 multiplicative bias field per modality, partial-volume blur and Rician noise. Background is 0.
+``variability`` picks the ranges (`VARIABILITY`); ``physics`` draws each case's contrasts from MR
+signal equations over one set of tissue parameters shared by its sequences (`RELAXATION_RANGES`,
+`PROTOCOLS`).
 
 The field of view is always BraTS-sized (240 x 240 x 155 mm); ``shape`` sets the voxel grid, so a
 small grid means coarse voxels. Deterministic by seed.
@@ -62,6 +65,42 @@ VARIABILITY = {
     'wide': {'brain_scale': (0.8, 1.15), 'ventricle_scale': (0.6, 1.9), 'core_radius': (6.0, 28.0),
              'tumour_offset': (0.05, 0.75), 'edema_extent': (1.2, 3.0), 'contrast': (0.7, 1.3),
              'bias': 0.25, 'noise': 0.05, 'blur': 1.0},
+    # classic's anatomy; each case's contrasts from MR physics (`RELAXATION_RANGES`,
+    # `_physics_levels`): one set of tissue parameters per case shared by its sequences, each
+    # sequence's protocol drawn per case.
+    'physics': {'brain_scale': (0.9, 1.05), 'ventricle_scale': (0.8, 1.3),
+                'core_radius': (10.0, 22.0), 'tumour_offset': (0.15, 0.55),
+                'edema_extent': (1.5, 2.4), 'contrast': (0.85, 1.15), 'physics': 1.0,
+                'bias': 0.2, 'noise': 0.04, 'blur': 0.5},
+    # physics' ranges, half the cases with classic's contrast table instead (drawn per case).
+    'mixed': {'brain_scale': (0.9, 1.05), 'ventricle_scale': (0.8, 1.3),
+              'core_radius': (10.0, 22.0), 'tumour_offset': (0.15, 0.55),
+              'edema_extent': (1.5, 2.4), 'contrast': (0.85, 1.15), 'physics': 0.5,
+              'bias': 0.2, 'noise': 0.04, 'blur': 0.5},
+}
+# The 'physics' contrasts: per tissue (proton density, T1 ms, T2 ms), each a range from 1.5 T (low
+# end of T1) to 3 T (high end), as reported for adult brain and glioma tissues; a case draws its
+# place in each range (the T1 one: its field strength), shared by its tissues so that their order
+# holds, and jitters each tissue's PD by +-3 %, T1 by +-10 % and T2 by +-8 %.
+RELAXATION_RANGES = {
+    CSF: ((0.97, 1.00), (3000.0, 4500.0), (1400.0, 2500.0)),
+    GM: ((0.74, 0.86), (950.0, 1800.0), (80.0, 115.0)),
+    WM: ((0.62, 0.74), (550.0, 1100.0), (60.0, 90.0)),
+    NECROSIS: ((0.85, 1.00), (1800.0, 3500.0), (250.0, 1000.0)),
+    EDEMA: ((0.80, 0.95), (1100.0, 2000.0), (130.0, 300.0)),
+    ENHANCING: ((0.78, 0.92), (1100.0, 1800.0), (90.0, 160.0)),
+    LESION: ((0.78, 0.92), (900.0, 1600.0), (100.0, 200.0)),
+}
+# Gadolinium's T1 in the enhancing rim (ms), and the protocols a case's sequences are drawn from
+# (ms): T1 by spin echo or inversion-prepared gradient echo (MPRAGE-like), PD-weighted and
+# T2-weighted spin echo, FLAIR by inversion recovery with CSF roughly nulled.
+GADOLINIUM_T1 = (250.0, 600.0)
+PROTOCOLS = {
+    't1_spin_echo': {'tr': (400.0, 700.0), 'te': (8.0, 20.0), 'ti': (0.0, 0.0)},
+    't1_inversion': {'tr': (1800.0, 2500.0), 'te': (2.0, 5.0), 'ti': (800.0, 1100.0)},
+    't2': {'tr': (2500.0, 6000.0), 'te': (80.0, 120.0), 'ti': (0.0, 0.0)},
+    'pd': {'tr': (2500.0, 4000.0), 'te': (10.0, 30.0), 'ti': (0.0, 0.0)},
+    'flair': {'tr': (6000.0, 11000.0), 'te': (80.0, 140.0), 'ti': (2000.0, 2800.0)},
 }
 # MS lesion sizes drawn per lesion: (probability, voxels low, voxels high), the paper's size bins.
 _LESION_SIZES = ((0.5, 3, 10), (0.3, 11, 50), (0.2, 51, 300))
@@ -153,10 +192,16 @@ def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE,
 
   texture = 0.04 * _smooth_noise(rng, shape, noise_sigma / 4)  # shared anatomy texture
   brain = tissue != BG
+  physics = None  # (classic and wide draw no number here: their cases stay as they were)
+  if v.get('physics', 0.0) and (v['physics'] == 1.0 or rng.random() < v['physics']):
+    physics = _relaxation(rng)
   images = {}
   for modality in PATHOLOGIES[pathology]:
-    contrast = _CONTRAST[modality][:LESION + (pathology == 'ms')]  # (glioma draws as it always did)
-    levels = np.array(contrast) * rng.uniform(*v['contrast'], len(contrast))  # per-case contrast
+    if physics is not None:
+      levels = _physics_levels(rng, modality, *physics)
+    else:
+      contrast = _CONTRAST[modality][:LESION + (pathology == 'ms')]  # (glioma: as it always did)
+      levels = np.array(contrast) * rng.uniform(*v['contrast'], len(contrast))  # per-case contrast
     img = levels[tissue] * (1.0 + texture)
     blur = 0.6  # partial volume
     if variability != 'classic':  # and a thicker acquisition along one axis, drawn per sequence
@@ -175,6 +220,42 @@ def generate_case(seed: int, shape: tuple[int, int, int] = BRATS_SHAPE,
   affine = np.diag([-spacing[0], -spacing[1], spacing[2], 1.0])
   affine[:3, 3] = [spacing[0] * (shape[0] - 1), spacing[1] * (shape[1] - 1), 0.0]
   return Case(images=images, seg=seg, tissue=tissue, affine=affine)
+
+
+def _relaxation(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+  """One case's tissue parameters ``(pd, t1 ms, t2 ms)``, each ``[LESION + 1]`` indexed by tissue
+  class (background 0), from `RELAXATION_RANGES`, and whether its T1 protocol is the inversion
+  one."""
+  where = rng.uniform(size=3)  # where in the PD, T1 (0: 1.5 T, 1: 3 T) and T2 ranges
+  jitter = (0.03, 0.1, 0.08)
+  values = np.zeros((3, LESION + 1))  # pd, t1, t2
+  for t, ranges in RELAXATION_RANGES.items():
+    for k, (low, high) in enumerate(ranges):
+      values[k, t] = (low + where[k] * (high - low)) * rng.uniform(1 - jitter[k], 1 + jitter[k])
+  pd, t1, t2 = values
+  return pd, t1, t2, bool(rng.random() < 0.5)
+
+
+def _physics_levels(rng: np.random.Generator, modality: str, pd: np.ndarray, t1: np.ndarray,
+                    t2: np.ndarray, t1_inversion: bool) -> np.ndarray:
+  """Each tissue's signal ``[LESION + 1]`` (background 0) in ``modality`` under a protocol drawn
+  from `PROTOCOLS`: ``pd * |1 - 2 exp(-TI/T1) + exp(-TR/T1)| * exp(-TE/T2)`` (inversion recovery)
+  or ``pd * (1 - exp(-TR/T1)) * exp(-TE/T2)`` (TI = 0); gadolinium shortens the enhancing rim's
+  T1 in ``t1ce``."""
+  t1 = t1.copy()
+  if modality in ('t1', 't1ce'):
+    protocol = PROTOCOLS['t1_inversion' if t1_inversion else 't1_spin_echo']
+  else:
+    protocol = PROTOCOLS[modality]
+  tr, te, ti = (rng.uniform(*protocol[k]) for k in ('tr', 'te', 'ti'))
+  if modality == 't1ce':
+    t1[ENHANCING] = rng.uniform(*GADOLINIUM_T1)
+  t1, t2 = np.maximum(t1, 1.0), np.maximum(t2, 1.0)  # background entries: no division by 0
+  recovery = np.exp(-tr / t1)
+  longitudinal = np.abs(1 - 2 * np.exp(-ti / t1) + recovery) if ti else 1 - recovery
+  levels = pd * longitudinal * np.exp(-te / t2)
+  levels[BG] = 0.0
+  return levels / levels[1:].max()
 
 
 def _add_tumour(rng, tissue, grid, r, brain_center, brain_radii, noise_sigma, v) -> None:

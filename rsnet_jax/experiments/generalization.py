@@ -5,13 +5,16 @@ on that family's held-out split and on ``experiment.ood_cases`` cases of an inde
 (`synthetic_relaxometry`: other anatomy, physics-based contrasts; or ``experiment.ood_data_dir``),
 beside the baseline that predicts the brain's mean target intensity everywhere in the brain.
 Writes ``generalization.md``, ``generalization.json`` and ``montage_<model>_<family>.png``; the
-models in ``WORKDIR/no_augmentation`` and ``WORKDIR/augmentation``.
+models in ``WORKDIR/no_augmentation`` and ``WORKDIR/augmentation``. With ``experiment.seeds``, all
+of it once per seed in ``WORKDIR/seed_<seed>``, and in ``WORKDIR`` the table over the seeds: one
+run's figures out of family move with the seed more than most levers do.
 """
 
 from __future__ import annotations
 
 import os
 
+from absl import logging
 import ml_collections
 import numpy as np
 
@@ -77,10 +80,59 @@ def _score(model: common.Model, case) -> tuple[dict[str, float], dict, dict]:
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Returns ``{model: {family: {metric: {'mean', 'std'}}}}``."""
+  """Returns ``{model: {family: {metric: {'mean', 'std'}}}}``: over held-out cases, or with
+  ``experiment.seeds`` over seeds (of each seed's mean over cases)."""
   chosen = tuple(config.experiment.get('models', MODELS))
   if not chosen or set(chosen) - set(MODELS):
     raise UserError(f'experiment.models must name some of {MODELS}, got {chosen!r}')
+  seeds = tuple(config.experiment.get('seeds', ()))
+  if len(set(seeds)) != len(seeds) or not all(isinstance(s, int) for s in seeds):
+    raise UserError(f'experiment.seeds must be distinct integers, got {seeds!r}')
+  if not seeds:
+    return _one_seed(config, workdir, chosen)
+  by_seed = {}
+  for i, seed in enumerate(seeds):
+    logging.info('generalization: seed %d (%d of %d) in %s', seed, i + 1, len(seeds),
+                 os.path.join(workdir, f'seed_{seed}'))
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.seed = seed
+    by_seed[seed] = _one_seed(c, os.path.join(workdir, f'seed_{seed}'), chosen)
+  summary = {
+      name: {family: {k: dict(zip(('mean', 'std'), report.mean_std(
+          [by_seed[seed][name][family][k]['mean'] for seed in seeds]))) for k, _ in COLUMNS}
+             for family in by_family} for name, by_family in by_seed[seeds[0]].items()}
+  lines = [f'{len(seeds)} seeds ({", ".join(map(str, seeds))}; each: its own cases, '
+           'initialisation, data order and family of held-out cases, in seed_<seed>/); mean +- '
+           'std over seeds of each seed\'s mean over cases. "- mean": dB above predicting the '
+           'brain\'s mean intensity everywhere.', '', *_table(summary), '', 'Per seed:', '',
+           '| model | cases | seed | ' + ' | '.join(label for _, label in COLUMNS) + ' |',
+           '|---' * (len(COLUMNS) + 3) + '|']
+  for name, by_family in summary.items():
+    for family in by_family:
+      for seed in seeds:
+        stats = by_seed[seed][name][family]
+        lines.append(f'| {name.replace("_", " ")} | {family} | {seed} | ' + ' | '.join(
+            f'{stats[k]["mean"]:.2f}' for k, _ in COLUMNS) + ' |')
+  files.write_text(os.path.join(workdir, 'generalization.md'), '\n'.join(lines) + '\n')
+  files.write_json(os.path.join(workdir, 'generalization.json'),
+                   {'summary': summary, 'by_seed': {str(k): v for k, v in by_seed.items()}})
+  return summary
+
+
+def _table(summary: dict) -> list[str]:
+  """Markdown rows of ``{model: {family: {metric: {'mean', 'std'}}}}``."""
+  lines = ['| model | cases | ' + ' | '.join(label for _, label in COLUMNS) + ' |',
+           '|---' * (len(COLUMNS) + 2) + '|']
+  for name, by_family in summary.items():
+    for family, stats in by_family.items():
+      cells = [f'{stats[k]["mean"]:.2f} +- {stats[k]["std"]:.2f}' for k, _ in COLUMNS]
+      lines.append(f'| {name.replace("_", " ")} | {family} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
+def _one_seed(config: ml_collections.ConfigDict, workdir: str, chosen: tuple[str, ...]) -> dict:
+  """Trains and scores the ``chosen`` models with ``config.seed`` in ``workdir``; writes its table,
+  record and montages; returns its summary over cases."""
   first = common.model_config(config, config.model.variant, config.data.target)
   task = pipeline.Task.from_config(first)
   splits = pipeline.dataset_splits(first, workdir, task)
@@ -107,12 +159,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
            f'{len(splits["train"])} cases of one family, scored on {len(home)} held-out cases of '
            f'that family and {len(families["independent family"])} of an independent one; mean '
            '+- std. "- mean": dB above predicting the brain\'s mean intensity everywhere.', '',
-           '| model | cases | ' + ' | '.join(label for _, label in COLUMNS) + ' |',
-           '|---' * (len(COLUMNS) + 2) + '|']
-  for name, by_family in summary.items():
-    for family, stats in by_family.items():
-      cells = [f'{stats[k]["mean"]:.2f} +- {stats[k]["std"]:.2f}' for k, _ in COLUMNS]
-      lines.append(f'| {name.replace("_", " ")} | {family} | ' + ' | '.join(cells) + ' |')
+           *_table(summary)]
   files.write_text(os.path.join(workdir, 'generalization.md'), '\n'.join(lines) + '\n')
   files.write_json(os.path.join(workdir, 'generalization.json'),
                    {'summary': summary, 'per_case': per_case})

@@ -72,6 +72,31 @@ def weighted_cce(logits: Array, labels: Array, weights: Array, mask: Array | Non
   return _masked_mean(weights[labels] * nll, mask)
 
 
+def soft_dice(logits: Array, labels: Array, mask: Array | None = None,
+              smooth: float = 1e-5) -> Array:
+  """Soft Dice loss, ``1 - mean over batch and classes of (2 sum p y + s) / (sum p + sum y + s)``
+  over the (masked) voxels of each example, as MONAI's ``DiceLoss(softmax=True)`` with background
+  included; a class absent from an example and not predicted there scores 1.
+
+  Args:
+    logits: ``[B, D, H, W, C]``.
+    labels: ``[B, D, H, W] int``.
+    mask: optional ``[B, D, H, W]`` 1 for the voxels that count.
+
+  Returns:
+    scalar in ``[0, 1]``.
+  """
+  p = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  y = jax.nn.one_hot(labels, logits.shape[-1], dtype=jnp.float32)
+  if mask is not None:
+    m = mask.reshape(labels.shape + (1,)).astype(jnp.float32)
+    p, y = p * m, y * m
+  axes = tuple(range(1, labels.ndim))
+  intersection = jnp.sum(p * y, axis=axes)
+  dice = (2 * intersection + smooth) / (jnp.sum(p, axis=axes) + jnp.sum(y, axis=axes) + smooth)
+  return 1.0 - jnp.mean(dice)
+
+
 def _masked_mean(x: Array, mask: Array | None) -> Array:
   if mask is None:
     return jnp.mean(x)
@@ -81,11 +106,13 @@ def _masked_mean(x: Array, mask: Array | None) -> Array:
 
 def rsnet_loss(outputs: dict[str, Array], target: Array | None, labels: Array, weights: Array,
                lambda_synthesis: float, lambda_segmentation: float,
-               mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
-  """Eq. 4: ``L = lambda1 * W-MSE + lambda2 * W-CCE`` over whichever heads ``outputs`` has.
+               mask: Array | None = None,
+               lambda_dice: float = 0.0) -> tuple[Array, dict[str, Array]]:
+  """Eq. 4: ``L = lambda1 * W-MSE + lambda2 * W-CCE`` over whichever heads ``outputs`` has, plus
+  ``lambda_dice * soft_dice`` on the logits where ``lambda_dice > 0`` (not the paper's).
 
   Returns:
-    ``(loss, {'loss', 'wmse', 'wcce'})``: the parts that exist for the model's variant.
+    ``(loss, {'loss', 'wmse', 'wcce'[, 'dice']})``: the parts that exist for the model's variant.
   """
   parts = {}
   loss = jnp.zeros((), jnp.float32)
@@ -95,5 +122,8 @@ def rsnet_loss(outputs: dict[str, Array], target: Array | None, labels: Array, w
   if 'logits' in outputs:
     parts['wcce'] = weighted_cce(outputs['logits'], labels, weights, mask)
     loss = loss + lambda_segmentation * parts['wcce']
+    if lambda_dice:
+      parts['dice'] = soft_dice(outputs['logits'], labels, mask)
+      loss = loss + lambda_dice * parts['dice']
   parts['loss'] = loss
   return loss, parts

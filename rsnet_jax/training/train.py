@@ -157,7 +157,7 @@ def _loss(params, apply_fn, batch, weights, config, train, key=None):
                      rngs=rngs)
   loss, parts = losses.rsnet_loss(outputs, batch.get('target'), batch['labels'], weights,
                                   config.loss.lambda_synthesis, config.loss.lambda_segmentation,
-                                  loss_mask(batch, config))
+                                  loss_mask(batch, config), config.loss.get('lambda_dice', 0.0))
   return loss, (parts, outputs)
 
 
