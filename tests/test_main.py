@@ -56,6 +56,7 @@ def test_train_evaluate_predict_end_to_end(tmp_path):
   assert [e.step for e in events.Scalars('val_loss')] == [2, 4]
   assert all(np.isfinite(e.value) for e in events.Scalars('train_wcce'))
   assert 'steps_per_sec' in events.Tags()['scalars']
+  assert 'train_dice' not in events.Tags()['scalars']  # loss.lambda_dice = 0: no Dice term
   montages = events.Images('val_montage')
   assert [m.step for m in montages] == [2, 4] and montages[0].width > montages[0].height > 100
   assert 'target: flair' in events.Tensors('config')[0].tensor_proto.string_val[0].decode()

@@ -124,6 +124,28 @@ def test_brain_region_counts_only_brain_voxels(tiny_dataset):
     loss(batch, 'skull')
 
 
+def test_dice_term_reaches_the_training_loss_and_its_gradient(tiny_dataset):
+  """``loss.lambda_dice``: the loss grows by the weighted soft Dice of the same logits, whose
+  gradient reaches the segmentation head and not the synthesis head."""
+  config, task, cases, _ = _setup(tiny_dataset)
+  with_dice = tiny_config(**{'loss.lambda_dice': 0.5})
+  state = train.create_train_state(config, task, jax.random.key(0))
+  batch = jax.tree.map(lambda a: a[None], pipeline.load_case(cases[0], task)[0])
+  plain, (parts, outputs) = train._loss(state.params, state.apply_fn, batch, jnp.ones(4), config,
+                                        False)
+  dice, (parts_d, _) = train._loss(state.params, state.apply_fn, batch, jnp.ones(4), with_dice,
+                                   False)
+  assert 'dice' not in parts and 0 < float(parts_d['dice']) < 1
+  np.testing.assert_allclose(float(dice), float(plain) + 0.5 * float(parts_d['dice']), rtol=1e-5)
+  grad = lambda c: jax.grad(lambda p: train._loss(p, state.apply_fn, batch, jnp.ones(4), c,
+                                                   False)[0])(state.params)
+  a, b = grad(config), grad(with_dice)
+  assert not np.allclose(a['segmentation']['Conv_3']['kernel'],
+                         b['segmentation']['Conv_3']['kernel'])
+  np.testing.assert_array_equal(a['regression']['Conv_3']['kernel'],
+                                b['regression']['Conv_3']['kernel'])  # the synthesis head: no
+
+
 @pytest.mark.parametrize('variant', ['rsnet', 'snet', 'anyseq'])
 def test_abstract_state_has_the_shapes_and_dtypes_of_a_created_one(variant):
   config = tiny_config(**{'model.variant': variant})

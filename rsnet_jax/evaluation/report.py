@@ -320,7 +320,7 @@ def learning_curves(series: dict[str, dict[str, list[tuple[int, float]]]],
       points = np.array(tags.get(tag, []), dtype=np.float64).reshape(-1, 2)
       if len(points):
         ax.plot(points[:, 0], points[:, 1], '-', lw=1.2, color=colors[model], label=model)
-    if tag.endswith(('loss', 'wmse', 'wcce')):
+    if tag.endswith(('loss', 'wmse', 'wcce', 'dice')):
       ax.set_yscale('log')
     ax.set(xlabel='step', title=label)
     ax.title.set_fontsize(9)

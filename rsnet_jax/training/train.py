@@ -236,6 +236,7 @@ TrainMetrics = clu_metrics.Collection.create(
     loss=clu_metrics.Average.from_output('loss'),
     wmse=clu_metrics.Average.from_output('wmse'),
     wcce=clu_metrics.Average.from_output('wcce'),
+    dice=clu_metrics.Average.from_output('dice'),  # nan unless loss.lambda_dice > 0
     nonfinite=clu_metrics.Average.from_output('nonfinite'))
 
 
@@ -414,7 +415,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                                      'no checkpoint saved yet') +
             "; lower optim.learning_rate or set train.nonfinite='skip'")
       update = TrainMetrics.single_from_model_output(
-          **{k: parts.get(k, jnp.nan) for k in ('loss', 'wmse', 'wcce')},
+          **{k: parts.get(k, jnp.nan) for k in ('loss', 'wmse', 'wcce', 'dice')},
           nonfinite=1.0 - parts['finite'])
       train_metrics = update if train_metrics is None else train_metrics.merge(update)
       profile(step + 1)
@@ -423,7 +424,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         scalars = train_metrics.compute()
         bar.set_postfix(loss=f'{scalars["loss"]:.4f}', refresh=False)
         now = time.perf_counter()
-        writer.write_scalars(step + 1, {**{f'train_{k}': v for k, v in scalars.items()},
+        writer.write_scalars(step + 1, {**{f'train_{k}': v for k, v in scalars.items()
+                                           if k != 'dice' or np.isfinite(v)},
                                         'steps_per_sec': (step + 1 - last_log[0]) /
                                                          (now - last_log[1])})
         last_log = (step + 1, now)
