@@ -97,10 +97,11 @@ _FAMILY_TO_OURS = {
 
 def tissue_levels(cases: list[synthetic.Case], target: str, normalization: str) -> np.ndarray:
   """``[LESION + 1]``: each of our tissue classes' mean normalised ``target`` over ``cases``."""
+  truths = [preprocess.normalize(c.images[target], c.tissue != synthetic.BG, normalization)
+            for c in cases]
   levels = np.zeros(synthetic.LESION + 1)
   for t in range(1, synthetic.LESION + 1):
-    values = [preprocess.normalize(c.images[target], c.tissue != synthetic.BG, normalization)[
-        c.tissue == t].mean() for c in cases if (c.tissue == t).any()]
+    values = [x[c.tissue == t].mean() for c, x in zip(cases, truths) if (c.tissue == t).any()]
     levels[t] = np.mean(values) if values else 0.0
   return levels
 

@@ -71,7 +71,8 @@ def get_config() -> ml_collections.ConfigDict:
   #   T1/T2/FLAIR/PD at 1 x 1 x 3 mm: set data.modalities and model.num_classes=2 to match)
   config.data.synthetic_variability = 'classic'  # ranges of anatomy and contrasts: 'classic'
   #   (the demo's cohort) | 'wide' (as real cohorts vary) | 'physics' (contrasts from MR signal
-  #   equations over per-case tissue parameters; docs/data.md, "Synthetic cases")
+  #   equations over per-case tissue parameters) | 'mixed' (half each; docs/data.md, "Synthetic
+  #   cases")
 
   config.loss = ml_collections.ConfigDict()
   # Eq. 4's weights. The paper: "lambda1 and lambda2 ..., to combine CCE and MSE, were fixed to 1.0

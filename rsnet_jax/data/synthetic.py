@@ -57,26 +57,20 @@ _CONTRAST = {
 # The ranges each case's anatomy and contrasts are drawn from: ``classic`` (the demo's cohort) and
 # ``wide`` (cohorts that vary as real ones do: head size, ventricles, tumour place and size,
 # contrasts, bias, noise and resolution). The same seed draws the same numbers in the same order.
+_CLASSIC = {'brain_scale': (0.9, 1.05), 'ventricle_scale': (0.8, 1.3), 'core_radius': (10.0, 22.0),
+            'tumour_offset': (0.15, 0.55), 'edema_extent': (1.5, 2.4), 'contrast': (0.85, 1.15),
+            'bias': 0.1, 'noise': 0.02, 'blur': 0.0}
 VARIABILITY = {
-    'classic': {'brain_scale': (0.9, 1.05), 'ventricle_scale': (0.8, 1.3),
-                'core_radius': (10.0, 22.0), 'tumour_offset': (0.15, 0.55),
-                'edema_extent': (1.5, 2.4), 'contrast': (0.85, 1.15),
-                'bias': 0.1, 'noise': 0.02, 'blur': 0.0},
+    'classic': _CLASSIC,
     'wide': {'brain_scale': (0.8, 1.15), 'ventricle_scale': (0.6, 1.9), 'core_radius': (6.0, 28.0),
              'tumour_offset': (0.05, 0.75), 'edema_extent': (1.2, 3.0), 'contrast': (0.7, 1.3),
              'bias': 0.25, 'noise': 0.05, 'blur': 1.0},
     # classic's anatomy; each case's contrasts from MR physics (`RELAXATION_RANGES`,
     # `_physics_levels`): one set of tissue parameters per case shared by its sequences, each
     # sequence's protocol drawn per case.
-    'physics': {'brain_scale': (0.9, 1.05), 'ventricle_scale': (0.8, 1.3),
-                'core_radius': (10.0, 22.0), 'tumour_offset': (0.15, 0.55),
-                'edema_extent': (1.5, 2.4), 'contrast': (0.85, 1.15), 'physics': 1.0,
-                'bias': 0.2, 'noise': 0.04, 'blur': 0.5},
+    'physics': {**_CLASSIC, 'physics': 1.0, 'bias': 0.2, 'noise': 0.04, 'blur': 0.5},
     # physics' ranges, half the cases with classic's contrast table instead (drawn per case).
-    'mixed': {'brain_scale': (0.9, 1.05), 'ventricle_scale': (0.8, 1.3),
-              'core_radius': (10.0, 22.0), 'tumour_offset': (0.15, 0.55),
-              'edema_extent': (1.5, 2.4), 'contrast': (0.85, 1.15), 'physics': 0.5,
-              'bias': 0.2, 'noise': 0.04, 'blur': 0.5},
+    'mixed': {**_CLASSIC, 'physics': 0.5, 'bias': 0.2, 'noise': 0.04, 'blur': 0.5},
 }
 # The 'physics' contrasts: per tissue (proton density, T1 ms, T2 ms), each a range from 1.5 T (low
 # end of T1) to 3 T (high end), as reported for adult brain and glioma tissues; a case draws its
