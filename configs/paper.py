@@ -36,6 +36,13 @@ def get_config() -> ml_collections.ConfigDict:
   #   'fold_sum' (three accumulated 2D convs); same parameters, same values to float32 round-off
   config.model.activation = 'relu'  # after every hidden conv: 'relu' (the paper's) | 'leaky_relu'
   #   (ours, slope 0.1: no unit of the heads' narrow layers can die; same parameters)
+  config.model.norm = 'paper'  # instance norm: 'paper' (after each encoder step's pool and each
+  #   decoder concatenation) | 'every_conv' (ours: also after every 3x3x3 conv, before its
+  #   activation, as MONAI's BasicUNet does; affine where instance_norm_affine)
+  config.model.filters = ()  # the U-Net's width at resolution 1 / 2**n, n = 0..num_levels: () is
+  #   the paper's k * 2**n; e.g. (8, 16, 32, 48, 64), BasicUNet's (ours)
+  config.model.upsample_kernel = 5  # the decoder's stride-2 transposed conv: 5 (the paper's
+  #   5x5x5) | 2 (ours: 2x2x2, as BasicUNet; 1/16 of its parameters)
   config.model.ensemble_size = 1  # K > 1: a deep ensemble of K networks, parameters stacked on a
   #   leading axis and trained together by one vmapped step, member k initialised from
   #   split(key, K)[k]; predictions pool the members like MC samples (docs/uncertainty.md)

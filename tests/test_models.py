@@ -46,13 +46,66 @@ def test_output_shapes_of_every_variant(variant, cin, keys):
 
 @pytest.mark.parametrize('variant,cin', [('rsnet', 3), ('rnet', 3), ('snet', 4)])
 @pytest.mark.parametrize('k,levels,classes', [(4, 4, 4), (2, 3, 5), (3, 2, 2)])
-def test_parameter_count_formula_matches_flax(variant, cin, k, levels, classes):
-  model = models.RSNet(variant=variant, base_filters=k, num_levels=levels, num_classes=classes)
+@pytest.mark.parametrize('norm,affine,widths,up', [('paper', False, False, 5),
+                                                   ('every_conv', True, True, 2)])
+def test_parameter_count_formula_matches_flax(variant, cin, k, levels, classes, norm, affine,
+                                              widths, up):
+  filters = tuple(3 * n + 5 for n in range(levels + 1)) if widths else ()
+  model = models.RSNet(variant=variant, base_filters=k, num_levels=levels, num_classes=classes,
+                       norm=norm, instance_norm_affine=affine, filters=filters, upsample_kernel=up)
   n = 2**levels
   comp = jnp.ones((1, n, n, n, 1)) if variant == 'rsnet' else None
   params = jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, n, n, n, cin)), comp)['params']
-  formula = models.count_parameters(variant, cin, k, levels, classes)
+  formula = models.count_parameters(variant, cin, k, levels, classes, affine, norm, filters, up)
   assert models.summarize(params) == formula
+
+
+def test_basicunet_widths_and_2x2x2_upsampling_count():
+  # BasicUNet's widths (8, 16, 32, 48, 64) with 2x2x2 upsampling: the size of the paper's network
+  counts = models.count_parameters('rsnet', 3, 4, 4, 4, norm='every_conv',
+                                   filters=(8, 16, 32, 48, 64), upsample_kernel=2)
+  assert counts['total'] == 697_297
+  assert counts['decoder3'] == (8 * 64 * 48 + 48) + (27 * 96 * 48 + 48) + (27 * 48 * 48 + 48)
+  assert counts['segmentation'] == 27 * 8 * 16 + 16 + 16 * 8 + 8 + 8 * 4 + 4 + 4 * 4 + 4
+  with pytest.raises(ValueError, match='model.filters'):
+    models.count_parameters('rsnet', 3, 4, 4, 4, filters=(8, 16, 32))
+  with pytest.raises(ValueError, match='model.upsample_kernel'):
+    models.count_parameters('rsnet', 3, 4, 4, 4, upsample_kernel=3)
+
+
+@pytest.mark.parametrize('shape,cin,cout', [((1, 1, 2, 3), 1, 1), ((2, 3, 4, 5), 3, 2)])
+def test_patch_upsampling_equals_flax_conv_transpose(shape, cin, cout):
+  x = jax.random.normal(jax.random.key(0), shape + (cin,))
+  reference = nn.ConvTranspose(cout, (2, 2, 2), strides=(2, 2, 2), padding='VALID')
+  params = jax.tree.map(lambda p: p + 0.1, reference.init(jax.random.key(1), x))
+  ours = models.PatchConvTranspose(cout)
+  assert jax.tree.map(jnp.shape, ours.init(jax.random.key(1), x)) == jax.tree.map(jnp.shape, params)
+  got = ours.apply(params, x)
+  assert got.shape == (shape[0], 2 * shape[1], 2 * shape[2], 2 * shape[3], cout)
+  np.testing.assert_allclose(got, reference.apply(params, x), rtol=1e-5, atol=1e-5)
+
+
+def test_every_conv_norm_normalises_each_conv_of_the_unet_and_the_heads_first():
+  x = jax.random.normal(jax.random.key(0), (1, 8, 8, 8, 3)) * 5 + 2
+  c = x[..., :1]
+  model = models.RSNet(base_filters=2, num_levels=2, norm='every_conv')
+  variables = model.init(jax.random.key(1), x, c)
+  _, state = model.apply(variables, x, c, capture_intermediates=True)
+  inter = state['intermediates']
+  convs = {name for name in inter['unet'] if re.fullmatch(r'.*_(conv\d|upsample)', name)}
+  assert len(convs) == 2 + 2 * 2 + 3 * 2  # start, 2 encoder steps, 2 decoder steps with upsample
+  for name in convs:
+    y = inter['unet'][f'{name}_norm']['__call__'][0]
+    np.testing.assert_allclose(y.mean(axis=(1, 2, 3)), 0, atol=1e-4, err_msg=name)
+    np.testing.assert_allclose(y.std(axis=(1, 2, 3)), 1, atol=1e-2, err_msg=name)
+  for head in ('segmentation', 'regression'):
+    assert 'Conv_0_norm' in inter[head] and 'Conv_1_norm' not in inter[head]
+  # the paper's placement has none of them, and the same parameters without affine norms
+  paper_inter = models.RSNet(base_filters=2, num_levels=2).apply(
+      variables, x, c, capture_intermediates=True)[1]['intermediates']
+  assert not any(f'{name}_norm' in paper_inter['unet'] for name in convs)
+  with pytest.raises(ValueError, match='model.norm'):
+    models.RSNet(base_filters=2, num_levels=2, norm='batch').init(jax.random.key(1), x, c)
 
 
 def test_paper_configuration_count():

@@ -88,6 +88,35 @@ class SubPixelConvTranspose(nn.Module):
     return depth_to_space(y, self.features) + bias.astype(self.dtype)
 
 
+class PatchConvTranspose(nn.Module):
+  """2x2x2 stride-2 transposed conv: each input voxel writes one 2x2x2 block of the output.
+
+  Holds exactly the parameters of ``nn.ConvTranspose(features, (2, 2, 2), strides=(2, 2, 2),
+  padding='VALID')`` (``kernel [2, 2, 2, Cin, F]``, ``bias [F]``) and returns the same values, as
+  one matmul to ``8 * F`` channels and a depth-to-space reshuffle.
+  """
+
+  features: int
+  kernel_init: Any = nn.initializers.lecun_normal()
+  dtype: Any = jnp.float32  # compute dtype (parameters stay float32)
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """x: ``[B, D, H, W, Cin]`` -> ``[B, 2D, 2H, 2W, features]``."""
+    cin = x.shape[-1]
+    kernel = self.param('kernel', self.kernel_init, (2, 2, 2, cin, self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    # flax's transposed conv applies the kernel flipped; phase (pd, ph, pw) takes tap 1 - p
+    phases = kernel[::-1, ::-1, ::-1].transpose(3, 0, 1, 2, 4).reshape(cin, 8 * self.features)
+    y = jnp.dot(x.astype(self.dtype), phases.astype(self.dtype))
+    return depth_to_space(y, self.features) + bias.astype(self.dtype)
+
+
+# The decoder's upsampling kernel: 5 (the paper's 5x5x5 transposed conv) or 2 (ours: 2x2x2, as
+# MONAI's BasicUNet; 1/16 of the parameters, which `filters` can spend on width).
+UPSAMPLE_KERNELS = (5, 2)
+
+
 # The non-linearity after each hidden conv. 'relu' is the paper's; 'leaky_relu' (ours, slope 0.1)
 # keeps a gradient through every unit, so the heads' narrow layers (k units) cannot die.
 ACTIVATIONS = {'relu': nn.relu, 'leaky_relu': functools.partial(nn.leaky_relu, negative_slope=0.1)}
@@ -101,6 +130,30 @@ def activation(name: str):
 
 def _conv3(features: int, name: str, dtype: Any, impl: str) -> conv.Conv3D:
   return conv.Conv3D(features, impl=impl, dtype=dtype, name=name)
+
+
+# Where instance norm sits. 'paper': after each encoder step's max-pool and on each decoder step's
+# concatenation (Sec. II). 'every_conv' (ours): those, and also after every 3x3x3 conv of the U-Net
+# and the heads' first conv (and the upsampling conv), before its activation, as MONAI's BasicUNet
+# and nnU-Net do (docs/measurements.md, "Instance norm after every conv").
+NORMS = ('paper', 'every_conv')
+
+
+def _check_widths(norm: str, filters: tuple[int, ...], num_levels: int,
+                  upsample_kernel: int) -> None:
+  """Raises ValueError naming the config key of a bad ``norm``, ``filters`` or upsampling."""
+  if norm not in NORMS:
+    raise ValueError(f'model.norm must be one of {NORMS}, got {norm!r}')
+  if filters and (len(filters) != num_levels + 1 or min(filters) < 1):
+    raise ValueError(f'model.filters must be () or {num_levels + 1} positive widths (one per '
+                     f'resolution, model.num_levels + 1), got {tuple(filters)}')
+  if upsample_kernel not in UPSAMPLE_KERNELS:
+    raise ValueError(f'model.upsample_kernel must be one of {UPSAMPLE_KERNELS}, '
+                     f'got {upsample_kernel!r}')
+
+
+def instance_norm(name: str, affine: bool, dtype: Any) -> nn.InstanceNorm:
+  return nn.InstanceNorm(use_scale=affine, use_bias=affine, dtype=dtype, name=name)
 
 
 # Rematerialisation (config model.remat): what the backward pass keeps of the start block, each
@@ -124,14 +177,27 @@ class UNet3D(nn.Module):
   dtype: Any = jnp.float32  # compute dtype of the convolutions (parameters stay float32)
   conv_impl: str = 'auto'  # how 3x3x3 convs are computed: a key of conv.IMPLS
   activation: str = 'relu'  # after every conv: a key of ACTIVATIONS
+  norm: str = 'paper'  # where instance norm sits: one of NORMS
+  filters: tuple[int, ...] = ()  # widths at resolution 1 / 2**n, n = 0..num_levels; () = the
+  #   paper's base_filters * 2**n (start block and decoder step 0 at n = 0)
+  upsample_kernel: int = 5  # one of UPSAMPLE_KERNELS
+
+  def _width(self, n: int) -> int:
+    return self.filters[n] if self.filters else self.base_filters * 2**n
 
   def _act(self, x: Array) -> Array:
     return activation(self.activation)(x)
 
   def _norm(self, x: Array, block: str) -> Array:
-    return nn.InstanceNorm(use_scale=self.instance_norm_affine,
-                           use_bias=self.instance_norm_affine, dtype=self.dtype,
-                           name=f'{block}_norm')(x)
+    return instance_norm(f'{block}_norm', self.instance_norm_affine, self.dtype)(x)
+
+  def _conv_act(self, x: Array, features: int, name: str) -> Array:
+    """3x3x3 conv ``name``, instance norm ``name + '_norm'`` where ``norm='every_conv'``, then the
+    activation."""
+    x = _conv3(features, name, self.dtype, self.conv_impl)(x)
+    if self.norm == 'every_conv':
+      x = self._norm(x, name)
+    return self._act(x)
 
   def _level(self, method, static_argnums: tuple[int, ...]):
     """``method`` as is, or under `nn.remat` with the configured policy (same parameters)."""
@@ -146,26 +212,30 @@ class UNet3D(nn.Module):
     return nn.Dropout(self.dropout_rate, deterministic=not train, name=f'{block}_dropout')(x)
 
   def _encoder_step(self, x: Array, n: int) -> Array:
-    f = self.base_filters * 2**n
-    x = self._act(_conv3(f, f'encoder{n}_conv0', self.dtype, self.conv_impl)(x))
-    x = self._act(_conv3(f, f'encoder{n}_conv1', self.dtype, self.conv_impl)(x))
+    f = self._width(n)
+    x = self._conv_act(x, f, f'encoder{n}_conv0')
+    x = self._conv_act(x, f, f'encoder{n}_conv1')
     return self._norm(nn.max_pool(x, (2, 2, 2), strides=(2, 2, 2)), f'encoder{n}')
 
   def _start(self, x: Array) -> Array:
-    k = self.base_filters
-    x = self._act(_conv3(k, 'start_conv0', self.dtype, self.conv_impl)(x))
-    return self._act(_conv3(k, 'start_conv1', self.dtype, self.conv_impl)(x))
+    f = self._width(0)
+    return self._conv_act(self._conv_act(x, f, 'start_conv0'), f, 'start_conv1')
 
   def _decoder_up(self, x: Array, skip: Array, n: int) -> Array:
-    f = self.base_filters * 2**n
-    x = self._act(SubPixelConvTranspose(f, self.conv_impl, dtype=self.dtype,
-                                      name=f'decoder{n}_upsample')(x))
+    f = self._width(n)
+    if self.upsample_kernel == 5:
+      up = SubPixelConvTranspose(f, self.conv_impl, dtype=self.dtype, name=f'decoder{n}_upsample')
+    else:
+      up = PatchConvTranspose(f, dtype=self.dtype, name=f'decoder{n}_upsample')
+    x = up(x)
+    if self.norm == 'every_conv':
+      x = self._norm(x, f'decoder{n}_upsample')
+    x = self._act(x)
     return self._norm(jnp.concatenate([x, skip.astype(x.dtype)], axis=-1), f'decoder{n}')
 
   def _decoder_convs(self, x: Array, n: int) -> Array:
-    f = self.base_filters * 2**n
-    x = self._act(_conv3(f, f'decoder{n}_conv0', self.dtype, self.conv_impl)(x))
-    return self._act(_conv3(f, f'decoder{n}_conv1', self.dtype, self.conv_impl)(x))
+    f = self._width(n)
+    return self._conv_act(self._conv_act(x, f, f'decoder{n}_conv0'), f, f'decoder{n}_conv1')
 
   @nn.compact
   def __call__(self, x: Array, train: bool = False, prefix: tuple[Array, Array] | None = None,
@@ -176,6 +246,7 @@ class UNet3D(nn.Module):
     outputs (the start block's ``[B, D, H, W, k]`` and encoder step 1's, before its dropout), and
     ``prefix=`` takes them instead of recomputing them, so MC-dropout samples can share them.
     """
+    _check_widths(self.norm, self.filters, self.num_levels, self.upsample_kernel)
     encoder_step = self._level(UNet3D._encoder_step, (2,))
     decoder_up = self._level(UNet3D._decoder_up, (3,))
     decoder_convs = self._level(UNet3D._decoder_convs, (2,))
@@ -204,6 +275,8 @@ class Head(nn.Module):
   dtype: Any = jnp.float32  # compute dtype; the output is float32 either way
   conv_impl: str = 'auto'  # the 3x3x3 conv's: a key of conv.IMPLS
   activation: str = 'relu'  # a key of ACTIVATIONS
+  norm: str = 'paper'  # one of NORMS: 'every_conv' normalises the first conv's output
+  instance_norm_affine: bool = False
 
   def _act(self, x: Array) -> Array:
     return activation(self.activation)(x)
@@ -211,7 +284,10 @@ class Head(nn.Module):
   @nn.compact
   def __call__(self, x: Array) -> Array:
     k = self.base_filters
-    x = self._act(_conv3(4 * k, 'Conv_0', self.dtype, self.conv_impl)(x))
+    x = _conv3(4 * k, 'Conv_0', self.dtype, self.conv_impl)(x)
+    if self.norm == 'every_conv':
+      x = instance_norm('Conv_0_norm', self.instance_norm_affine, self.dtype)(x)
+    x = self._act(x)
     x = self._act(conv.PointwiseConv3D(2 * k, self.dtype, name='Conv_1')(x))
     x = self._act(conv.PointwiseConv3D(k, self.dtype, name='Conv_2')(x))
     return conv.PointwiseConv3D(self.out_features, self.dtype,
@@ -239,19 +315,23 @@ class RSNet(nn.Module):
   #   and outputs)
   conv_impl: str = 'auto'  # how 3x3x3 convs are computed: a key of conv.IMPLS (same parameters)
   activation: str = 'relu'  # after every hidden conv: a key of ACTIVATIONS (same parameters)
+  norm: str = 'paper'  # where instance norm sits: one of NORMS
+  filters: tuple[int, ...] = ()  # the U-Net's widths per resolution (see UNet3D); () = the paper's
+  upsample_kernel: int = 5  # the decoder's transposed conv: one of UPSAMPLE_KERNELS
 
   def setup(self):
     if self.variant not in VARIANTS:
       raise ValueError(f'model.variant must be one of {VARIANTS}, got {self.variant!r}')
     self.unet = UNet3D(self.base_filters, self.num_levels, self.dropout_rate,
                        self.instance_norm_affine, self.remat, self.dtype, self.conv_impl,
-                       self.activation)
+                       self.activation, self.norm, tuple(self.filters), self.upsample_kernel)
     head = Head if self.remat == 'none' else nn.remat(Head, policy=REMAT_POLICIES.get(self.remat))
     if self.variant != 'snet':
-      self.regression = head(self.base_filters, 1, self.dtype, self.conv_impl, self.activation)
+      self.regression = head(self.base_filters, 1, self.dtype, self.conv_impl, self.activation,
+                             self.norm, self.instance_norm_affine)
     if self.variant != 'rnet':
       self.segmentation = head(self.base_filters, self.num_classes, self.dtype, self.conv_impl,
-                               self.activation)
+                               self.activation, self.norm, self.instance_norm_affine)
 
   def prefix(self, inputs: Array) -> tuple[Array, Array]:
     """The deterministic layers before the first dropout (see `UNet3D`); pass the result as
@@ -290,37 +370,44 @@ class RSNet(nn.Module):
 
 
 def count_parameters(variant: str, in_channels: int, base_filters: int = 4, num_levels: int = 4,
-                     num_classes: int = 4, instance_norm_affine: bool = False) -> dict[str, int]:
+                     num_classes: int = 4, instance_norm_affine: bool = False,
+                     norm: str = 'paper', filters: tuple[int, ...] = (),
+                     upsample_kernel: int = 5) -> dict[str, int]:
   """Closed-form parameter count per block for the reading documented above."""
+  _check_widths(norm, filters, num_levels, upsample_kernel)
 
   def conv(ks: int, cin: int, cout: int) -> int:
     return ks**3 * cin * cout + cout
 
-  def norm(c: int) -> int:
+  def norm_params(c: int) -> int:
     return 2 * c if instance_norm_affine else 0
 
+  def conv_norm(ks: int, cin: int, cout: int) -> int:  # a conv and, for 'every_conv', its norm
+    return conv(ks, cin, cout) + (norm_params(cout) if norm == 'every_conv' else 0)
+
   k = base_filters
-  counts = {'start': conv(3, in_channels, k) + conv(3, k, k)}
-  ch = k
+  width = [filters[n] if filters else k * 2**n for n in range(num_levels + 1)]
+  counts = {'start': conv_norm(3, in_channels, width[0]) + conv_norm(3, width[0], width[0])}
+  ch = width[0]
   for n in range(1, num_levels + 1):
-    f = k * 2**n
-    counts[f'encoder{n}'] = conv(3, ch, f) + conv(3, f, f) + norm(f)
+    f = width[n]
+    counts[f'encoder{n}'] = conv_norm(3, ch, f) + conv_norm(3, f, f) + norm_params(f)
     ch = f
   for n in reversed(range(num_levels)):
-    f = k * 2**n
-    skip = k * 2**n
-    counts[f'decoder{n}'] = (conv(5, ch, f) + norm(f + skip) + conv(3, f + skip, f) + conv(3, f, f))
+    f = skip = width[n]
+    counts[f'decoder{n}'] = (conv_norm(upsample_kernel, ch, f) + norm_params(f + skip)
+                             + conv_norm(3, f + skip, f) + conv_norm(3, f, f))
     ch = f
 
   def head(cin: int, out: int) -> int:
-    return conv(3, cin, 4 * k) + conv(1, 4 * k, 2 * k) + conv(1, 2 * k, k) + conv(1, k, out)
+    return conv_norm(3, cin, 4 * k) + conv(1, 4 * k, 2 * k) + conv(1, 2 * k, k) + conv(1, k, out)
 
   if variant == 'rsnet':
-    counts['regression'] = head(k + 1, 1)
+    counts['regression'] = head(width[0] + 1, 1)
   elif variant == 'rnet':
-    counts['regression'] = head(k, 1)
+    counts['regression'] = head(width[0], 1)
   if variant != 'rnet':
-    counts['segmentation'] = head(k, num_classes)
+    counts['segmentation'] = head(width[0], num_classes)
   counts['total'] = sum(counts.values())
   return counts
 
@@ -331,7 +418,7 @@ def summarize(params: Any) -> dict[str, int]:
 
   def add(path, leaf):
     keys = [getattr(p, 'key', str(p)) for p in path]
-    block = keys[1].rsplit('_', 1)[0] if keys[0] == 'unet' else keys[0]
+    block = keys[1].split('_', 1)[0] if keys[0] == 'unet' else keys[0]
     out[block] = out.get(block, 0) + int(leaf.size)
 
   jax.tree_util.tree_map_with_path(add, params)

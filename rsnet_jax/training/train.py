@@ -60,7 +60,9 @@ def create_model(config: ml_collections.ConfigDict) -> models.RSNet:
                       num_classes=m.num_classes, dropout_rate=m.dropout_rate,
                       instance_norm_affine=m.instance_norm_affine, remat=m.get('remat', 'none'),
                       dtype=jnp.dtype(m.get('dtype', 'float32')),
-                      conv_impl=m.get('conv_impl', 'auto'), activation=m.get('activation', 'relu'))
+                      conv_impl=m.get('conv_impl', 'auto'), activation=m.get('activation', 'relu'),
+                      norm=m.get('norm', 'paper'), filters=tuple(m.get('filters', ())),
+                      upsample_kernel=m.get('upsample_kernel', 5))
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, learning_rate: float,
