@@ -14,7 +14,7 @@ from rsnet_jax.experiments import generalization
 from rsnet_jax.experiments import swap
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-TINY = ['--config.model.base_filters=2', '--config.model.num_levels=2',
+TINY = ['--config.model.base_filters=2', '--config.model.num_levels=2', '--config.model.filters=()',
         '--config.data.synthetic_shape=(16,16,16)', '--config.data.crop_shape=()',
         '--config.train.num_epochs=1', '--config.train.log_every_steps=1']
 # Four cases: two to train on, one to validate, one to test.

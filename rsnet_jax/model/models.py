@@ -19,7 +19,7 @@ gives.
 from __future__ import annotations
 
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.linen as nn
 import jax
@@ -62,54 +62,60 @@ def depth_to_space(x: Array, cout: int) -> Array:
   return x.reshape(b, 2 * d, 2 * h, 2 * w, cout)
 
 
-class SubPixelConvTranspose(nn.Module):
+class _StrideTwoTranspose(nn.Module):
+  """A stride-2 transposed conv with ``nn.ConvTranspose``'s parameters (``kernel [s, s, s, Cin, F]``,
+  ``bias [F]``, s = `size`), computed as ``8 * F`` phase channels (`_phases`) and a depth-to-space
+  reshuffle."""
+
+  features: int
+  kernel_init: Any = nn.initializers.lecun_normal()
+  dtype: Any = jnp.float32  # compute dtype (parameters stay float32)
+  size: ClassVar[int]
+
+  def _phases(self, x: Array, kernel: Array) -> Array:
+    """``[B, D, H, W, Cin]``, the kernel -> ``[B, D, H, W, 8 * F]``, all in the compute dtype."""
+    raise NotImplementedError
+
+  @nn.compact
+  def __call__(self, x: Array) -> Array:
+    """x: ``[B, D, H, W, Cin]`` -> ``[B, 2D, 2H, 2W, features]``."""
+    s, cin = self.size, x.shape[-1]
+    kernel = self.param('kernel', self.kernel_init, (s, s, s, cin, self.features))
+    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+    y = self._phases(x.astype(self.dtype), kernel.astype(self.dtype))
+    return depth_to_space(y, self.features) + bias.astype(self.dtype)
+
+
+class SubPixelConvTranspose(_StrideTwoTranspose):
   """5x5x5 stride-2 'SAME' transposed conv, computed in the 8-phase sub-pixel form.
 
   Holds exactly the parameters of ``nn.ConvTranspose(features, (5, 5, 5), strides=(2, 2, 2))``
-  (``kernel [5, 5, 5, Cin, F]``, ``bias [F]``) and returns the same values to float32 round-off,
-  but runs as one 3x3x3 conv to ``8 * F`` channels plus a depth-to-space reshuffle, which XLA's CPU
-  backend executes ~90x faster than its own lowering of the transposed conv. The 3x3x3 conv goes
-  through `conv.conv3x3x3` with ``impl``.
+  and returns the same values to float32 round-off, but runs as one 3x3x3 conv to ``8 * F``
+  channels plus a depth-to-space reshuffle, which XLA's CPU backend executes ~90x faster than its
+  own lowering of the transposed conv. The 3x3x3 conv goes through `conv.conv3x3x3` with ``impl``.
   """
 
-  features: int
   impl: str = 'auto'  # a key of conv.IMPLS
-  kernel_init: Any = nn.initializers.lecun_normal()
-  dtype: Any = jnp.float32  # compute dtype (parameters stay float32)
+  size: ClassVar[int] = 5
 
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    """x: ``[B, D, H, W, Cin]`` -> ``[B, 2D, 2H, 2W, features]``."""
-    cin = x.shape[-1]
-    kernel = self.param('kernel', self.kernel_init, (5, 5, 5, cin, self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
-    y = conv.conv3x3x3(x.astype(self.dtype), subpixel_kernel(kernel).astype(self.dtype),
-                       self.impl)
-    return depth_to_space(y, self.features) + bias.astype(self.dtype)
+  def _phases(self, x: Array, kernel: Array) -> Array:
+    return conv.conv3x3x3(x, subpixel_kernel(kernel), self.impl)
 
 
-class PatchConvTranspose(nn.Module):
+class PatchConvTranspose(_StrideTwoTranspose):
   """2x2x2 stride-2 transposed conv: each input voxel writes one 2x2x2 block of the output.
 
   Holds exactly the parameters of ``nn.ConvTranspose(features, (2, 2, 2), strides=(2, 2, 2),
-  padding='VALID')`` (``kernel [2, 2, 2, Cin, F]``, ``bias [F]``) and returns the same values, as
-  one matmul to ``8 * F`` channels and a depth-to-space reshuffle.
+  padding='VALID')`` and returns the same values, as one matmul to ``8 * F`` channels and a
+  depth-to-space reshuffle.
   """
 
-  features: int
-  kernel_init: Any = nn.initializers.lecun_normal()
-  dtype: Any = jnp.float32  # compute dtype (parameters stay float32)
+  size: ClassVar[int] = 2
 
-  @nn.compact
-  def __call__(self, x: Array) -> Array:
-    """x: ``[B, D, H, W, Cin]`` -> ``[B, 2D, 2H, 2W, features]``."""
-    cin = x.shape[-1]
-    kernel = self.param('kernel', self.kernel_init, (2, 2, 2, cin, self.features))
-    bias = self.param('bias', nn.initializers.zeros, (self.features,))
+  def _phases(self, x: Array, kernel: Array) -> Array:
     # flax's transposed conv applies the kernel flipped; phase (pd, ph, pw) takes tap 1 - p
-    phases = kernel[::-1, ::-1, ::-1].transpose(3, 0, 1, 2, 4).reshape(cin, 8 * self.features)
-    y = jnp.dot(x.astype(self.dtype), phases.astype(self.dtype))
-    return depth_to_space(y, self.features) + bias.astype(self.dtype)
+    cin, f = kernel.shape[-2:]
+    return jnp.dot(x, kernel[::-1, ::-1, ::-1].transpose(3, 0, 1, 2, 4).reshape(cin, 8 * f))
 
 
 # The decoder's upsampling kernel: 5 (the paper's 5x5x5 transposed conv) or 2 (ours: 2x2x2, as
@@ -135,7 +141,8 @@ def _conv3(features: int, name: str, dtype: Any, impl: str) -> conv.Conv3D:
 # Where instance norm sits. 'paper': after each encoder step's max-pool and on each decoder step's
 # concatenation (Sec. II). 'every_conv' (ours): those, and also after every 3x3x3 conv of the U-Net
 # and the heads' first conv (and the upsampling conv), before its activation, as MONAI's BasicUNet
-# and nnU-Net do (docs/measurements.md, "Instance norm after every conv").
+# and nnU-Net do; configs/default.py's (docs/measurements.md, "Instance norm after every conv,
+# BasicUNet's widths and a Dice term").
 NORMS = ('paper', 'every_conv')
 
 
@@ -145,8 +152,10 @@ def _check_widths(norm: str, filters: tuple[int, ...], num_levels: int,
   if norm not in NORMS:
     raise ValueError(f'model.norm must be one of {NORMS}, got {norm!r}')
   if filters and (len(filters) != num_levels + 1 or min(filters) < 1):
-    raise ValueError(f'model.filters must be () or {num_levels + 1} positive widths (one per '
-                     f'resolution, model.num_levels + 1), got {tuple(filters)}')
+    raise ValueError(f'model.filters must be () (model.base_filters * 2**n) or {num_levels + 1} '
+                     f'positive widths (one per resolution, model.num_levels + 1), got '
+                     f'{tuple(filters)}: set both, e.g. --config.model.filters=() with '
+                     '--config.model.num_levels')
   if upsample_kernel not in UPSAMPLE_KERNELS:
     raise ValueError(f'model.upsample_kernel must be one of {UPSAMPLE_KERNELS}, '
                      f'got {upsample_kernel!r}')
@@ -224,7 +233,8 @@ class UNet3D(nn.Module):
   def _decoder_up(self, x: Array, skip: Array, n: int) -> Array:
     f = self._width(n)
     if self.upsample_kernel == 5:
-      up = SubPixelConvTranspose(f, self.conv_impl, dtype=self.dtype, name=f'decoder{n}_upsample')
+      up = SubPixelConvTranspose(f, dtype=self.dtype, impl=self.conv_impl,
+                                 name=f'decoder{n}_upsample')
     else:
       up = PatchConvTranspose(f, dtype=self.dtype, name=f'decoder{n}_upsample')
     x = up(x)
