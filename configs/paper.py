@@ -43,6 +43,9 @@ def get_config() -> ml_collections.ConfigDict:
   #   the paper's k * 2**n; e.g. (8, 16, 32, 48, 64), BasicUNet's (ours)
   config.model.upsample_kernel = 5  # the decoder's stride-2 transposed conv: 5 (the paper's
   #   5x5x5) | 2 (ours: 2x2x2, as BasicUNet; 1/16 of its parameters)
+  config.model.pool_first = False  # encoder steps: two convs, then max-pool (the paper's) | True
+  #   (ours: max-pool, then the two convs, as BasicUNet; same parameters, convs at half the
+  #   resolution, and the deepest level gets convs)
   config.model.ensemble_size = 1  # K > 1: a deep ensemble of K networks, parameters stacked on a
   #   leading axis and trained together by one vmapped step, member k initialised from
   #   split(key, K)[k]; predictions pool the members like MC samples (docs/uncertainty.md)

@@ -46,17 +46,19 @@ def test_output_shapes_of_every_variant(variant, cin, keys):
 
 @pytest.mark.parametrize('variant,cin', [('rsnet', 3), ('rnet', 3), ('snet', 4)])
 @pytest.mark.parametrize('k,levels,classes', [(4, 4, 4), (2, 3, 5), (3, 2, 2)])
-@pytest.mark.parametrize('norm,affine,widths,up', [('paper', False, False, 5),
-                                                   ('every_conv', True, True, 2)])
+@pytest.mark.parametrize('norm,affine,widths,up,pool_first', [('paper', False, False, 5, False),
+                                                              ('every_conv', True, True, 2, True)])
 def test_parameter_count_formula_matches_flax(variant, cin, k, levels, classes, norm, affine,
-                                              widths, up):
+                                              widths, up, pool_first):
   filters = tuple(3 * n + 5 for n in range(levels + 1)) if widths else ()
   model = models.RSNet(variant=variant, base_filters=k, num_levels=levels, num_classes=classes,
-                       norm=norm, instance_norm_affine=affine, filters=filters, upsample_kernel=up)
+                       norm=norm, instance_norm_affine=affine, filters=filters, upsample_kernel=up,
+                       pool_first=pool_first)
   n = 2**levels
   comp = jnp.ones((1, n, n, n, 1)) if variant == 'rsnet' else None
   params = jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, n, n, n, cin)), comp)['params']
-  formula = models.count_parameters(variant, cin, k, levels, classes, affine, norm, filters, up)
+  formula = models.count_parameters(variant, cin, k, levels, classes, affine, norm, filters, up,
+                                    pool_first)
   assert models.summarize(params) == formula
 
 
@@ -71,6 +73,23 @@ def test_basicunet_widths_and_2x2x2_upsampling_count():
     models.count_parameters('rsnet', 3, 4, 4, 4, filters=(8, 16, 32))
   with pytest.raises(ValueError, match='model.upsample_kernel'):
     models.count_parameters('rsnet', 3, 4, 4, 4, upsample_kernel=3)
+
+
+@pytest.mark.parametrize('pool_first', [False, True])
+def test_pool_first_runs_each_encoder_steps_convs_at_its_own_resolution(pool_first):
+  # the paper's encoder step n convolves at 1 / 2**(n-1) and then pools; BasicUNet's order pools
+  # first, so the convs of width filters[n] run at 1 / 2**n: the same parameters, other shapes
+  model = models.RSNet(variant='snet', num_levels=2, filters=(2, 3, 5), pool_first=pool_first)
+  x = jnp.ones((1, 8, 8, 8, 4))
+  variables = model.init(jax.random.key(0), x)
+  _, state = model.apply(variables, x, capture_intermediates=True, mutable=['intermediates'])
+  got = {n: state['intermediates']['unet'][f'encoder{n}_conv1']['__call__'][0].shape[1:]
+         for n in (1, 2)}
+  side = {1: 4, 2: 2} if pool_first else {1: 8, 2: 4}
+  assert got == {n: (side[n],) * 3 + (width,) for n, width in ((1, 3), (2, 5))}
+  other = models.RSNet(variant='snet', num_levels=2, filters=(2, 3, 5), pool_first=not pool_first)
+  assert jax.tree.map(jnp.shape, other.init(jax.random.key(0), x)) == jax.tree.map(jnp.shape,
+                                                                                  variables)
 
 
 @pytest.mark.parametrize('shape,cin,cout', [((1, 1, 2, 3), 1, 1), ((2, 3, 4, 5), 3, 2)])

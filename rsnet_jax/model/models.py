@@ -190,6 +190,7 @@ class UNet3D(nn.Module):
   filters: tuple[int, ...] = ()  # widths at resolution 1 / 2**n, n = 0..num_levels; () = the
   #   paper's base_filters * 2**n (start block and decoder step 0 at n = 0)
   upsample_kernel: int = 5  # one of UPSAMPLE_KERNELS
+  pool_first: bool = False  # encoder step n pools before its convs (see `_encoder_step`)
 
   def _width(self, n: int) -> int:
     return self.filters[n] if self.filters else self.base_filters * 2**n
@@ -220,11 +221,20 @@ class UNet3D(nn.Module):
   def _drop(self, x: Array, train: bool, block: str) -> Array:
     return nn.Dropout(self.dropout_rate, deterministic=not train, name=f'{block}_dropout')(x)
 
+  def _pool_norm(self, x: Array, n: int) -> Array:
+    return self._norm(nn.max_pool(x, (2, 2, 2), strides=(2, 2, 2)), f'encoder{n}')
+
   def _encoder_step(self, x: Array, n: int) -> Array:
+    """The paper's: two convs at the input's resolution, then max-pool and instance norm; with
+    `pool_first` (ours, BasicUNet's order) max-pool and instance norm, then the two convs, so the
+    convs of width ``_width(n)`` run at resolution ``1 / 2**n`` and the deepest level has convs too
+    (same parameters)."""
     f = self._width(n)
+    if self.pool_first:
+      x = self._pool_norm(x, n)
     x = self._conv_act(x, f, f'encoder{n}_conv0')
     x = self._conv_act(x, f, f'encoder{n}_conv1')
-    return self._norm(nn.max_pool(x, (2, 2, 2), strides=(2, 2, 2)), f'encoder{n}')
+    return x if self.pool_first else self._pool_norm(x, n)
 
   def _start(self, x: Array) -> Array:
     f = self._width(0)
@@ -328,13 +338,15 @@ class RSNet(nn.Module):
   norm: str = 'paper'  # where instance norm sits: one of NORMS
   filters: tuple[int, ...] = ()  # the U-Net's widths per resolution (see UNet3D); () = the paper's
   upsample_kernel: int = 5  # the decoder's transposed conv: one of UPSAMPLE_KERNELS
+  pool_first: bool = False  # the encoder's order (see `UNet3D._encoder_step`)
 
   def setup(self):
     if self.variant not in VARIANTS:
       raise ValueError(f'model.variant must be one of {VARIANTS}, got {self.variant!r}')
     self.unet = UNet3D(self.base_filters, self.num_levels, self.dropout_rate,
                        self.instance_norm_affine, self.remat, self.dtype, self.conv_impl,
-                       self.activation, self.norm, tuple(self.filters), self.upsample_kernel)
+                       self.activation, self.norm, tuple(self.filters), self.upsample_kernel,
+                       self.pool_first)
     head = Head if self.remat == 'none' else nn.remat(Head, policy=REMAT_POLICIES.get(self.remat))
     if self.variant != 'snet':
       self.regression = head(self.base_filters, 1, self.dtype, self.conv_impl, self.activation,
@@ -382,7 +394,7 @@ class RSNet(nn.Module):
 def count_parameters(variant: str, in_channels: int, base_filters: int = 4, num_levels: int = 4,
                      num_classes: int = 4, instance_norm_affine: bool = False,
                      norm: str = 'paper', filters: tuple[int, ...] = (),
-                     upsample_kernel: int = 5) -> dict[str, int]:
+                     upsample_kernel: int = 5, pool_first: bool = False) -> dict[str, int]:
   """Closed-form parameter count per block for the reading documented above."""
   _check_widths(norm, filters, num_levels, upsample_kernel)
 
@@ -401,7 +413,8 @@ def count_parameters(variant: str, in_channels: int, base_filters: int = 4, num_
   ch = width[0]
   for n in range(1, num_levels + 1):
     f = width[n]
-    counts[f'encoder{n}'] = conv_norm(3, ch, f) + conv_norm(3, f, f) + norm_params(f)
+    pooled = ch if pool_first else f  # the channels instance norm sees after the max-pool
+    counts[f'encoder{n}'] = conv_norm(3, ch, f) + conv_norm(3, f, f) + norm_params(pooled)
     ch = f
   for n in reversed(range(num_levels)):
     f = skip = width[n]
