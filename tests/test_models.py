@@ -46,19 +46,19 @@ def test_output_shapes_of_every_variant(variant, cin, keys):
 
 @pytest.mark.parametrize('variant,cin', [('rsnet', 3), ('rnet', 3), ('snet', 4)])
 @pytest.mark.parametrize('k,levels,classes', [(4, 4, 4), (2, 3, 5), (3, 2, 2)])
-@pytest.mark.parametrize('norm,affine,widths,up,pool_first', [('paper', False, False, 5, False),
-                                                              ('every_conv', True, True, 2, True)])
+@pytest.mark.parametrize('norm,affine,widths,up,pool_first,head', [
+    ('paper', False, False, 5, False, 'paper'), ('every_conv', True, True, 2, True, 'linear')])
 def test_parameter_count_formula_matches_flax(variant, cin, k, levels, classes, norm, affine,
-                                              widths, up, pool_first):
+                                              widths, up, pool_first, head):
   filters = tuple(3 * n + 5 for n in range(levels + 1)) if widths else ()
   model = models.RSNet(variant=variant, base_filters=k, num_levels=levels, num_classes=classes,
                        norm=norm, instance_norm_affine=affine, filters=filters, upsample_kernel=up,
-                       pool_first=pool_first)
+                       pool_first=pool_first, head=head)
   n = 2**levels
   comp = jnp.ones((1, n, n, n, 1)) if variant == 'rsnet' else None
   params = jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, n, n, n, cin)), comp)['params']
   formula = models.count_parameters(variant, cin, k, levels, classes, affine, norm, filters, up,
-                                    pool_first)
+                                    pool_first, head)
   assert models.summarize(params) == formula
 
 
@@ -90,6 +90,23 @@ def test_pool_first_runs_each_encoder_steps_convs_at_its_own_resolution(pool_fir
   other = models.RSNet(variant='snet', num_levels=2, filters=(2, 3, 5), pool_first=not pool_first)
   assert jax.tree.map(jnp.shape, other.init(jax.random.key(0), x)) == jax.tree.map(jnp.shape,
                                                                                   variables)
+
+
+def test_linear_head_is_one_pointwise_conv_of_the_unet_features():
+  model = models.RSNet(variant='rsnet', num_levels=2, filters=(3, 4, 5), head='linear')
+  x, comp = jnp.ones((1, 4, 4, 4, 3)), jnp.full((1, 4, 4, 4, 1), 2.0)
+  variables = model.init(jax.random.key(0), x, comp)
+  p = variables['params']
+  assert jax.tree.map(jnp.shape, {h: p[h] for h in ('regression', 'segmentation')}) == {
+      'regression': {'Conv_3': {'kernel': (1, 1, 1, 4, 1), 'bias': (1,)}},
+      'segmentation': {'Conv_3': {'kernel': (1, 1, 1, 3, 4), 'bias': (4,)}}}
+  features = model.apply(variables, x, method=lambda m, v: m.unet(v))
+  out = model.apply(variables, x, comp)
+  seg = p['segmentation']['Conv_3']
+  expected = jnp.einsum('bdhwc,co->bdhwo', features, seg['kernel'].reshape(3, 4)) + seg['bias']
+  np.testing.assert_allclose(out['logits'], expected, rtol=1e-5, atol=1e-5)
+  with pytest.raises(ValueError, match='model.head'):
+    models.RSNet(variant='snet', num_levels=2, head='mlp').init(jax.random.key(0), x)
 
 
 @pytest.mark.parametrize('shape,cin,cout', [((1, 1, 2, 3), 1, 1), ((2, 3, 4, 5), 3, 2)])

@@ -287,8 +287,15 @@ class UNet3D(nn.Module):
     return x
 
 
+# An output head's layers. 'paper': conv3 (4k), conv1 (2k), conv1 (k), conv1 (out) (Fig. 1).
+# 'linear' (ours): one 1x1x1 conv from the U-Net's features to the outputs, as BasicUNet's last
+# layer, so that every decision is made by the U-Net, with its context.
+HEADS = ('paper', 'linear')
+
+
 class Head(nn.Module):
-  """Regression or segmentation block: conv3 (4k), conv1 (2k), conv1 (k), conv1 (out), last linear."""
+  """Regression or segmentation block: conv3 (4k), conv1 (2k), conv1 (k), conv1 (out), last linear;
+  with ``layers='linear'`` the last conv1 alone (``Conv_3``)."""
 
   base_filters: int
   out_features: int
@@ -297,13 +304,20 @@ class Head(nn.Module):
   activation: str = 'relu'  # a key of ACTIVATIONS
   norm: str = 'paper'  # one of NORMS: 'every_conv' normalises the first conv's output
   instance_norm_affine: bool = False
+  layers: str = 'paper'  # one of HEADS
 
   def _act(self, x: Array) -> Array:
     return activation(self.activation)(x)
 
   @nn.compact
   def __call__(self, x: Array) -> Array:
+    """x: ``[B, D, H, W, Cin]`` -> ``[B, D, H, W, out_features] float32``."""
     k = self.base_filters
+    if self.layers not in HEADS:
+      raise ValueError(f'model.head must be one of {HEADS}, got {self.layers!r}')
+    if self.layers == 'linear':
+      return conv.PointwiseConv3D(self.out_features, self.dtype,
+                                  name='Conv_3')(x).astype(jnp.float32)
     x = _conv3(4 * k, 'Conv_0', self.dtype, self.conv_impl)(x)
     if self.norm == 'every_conv':
       x = instance_norm('Conv_0_norm', self.instance_norm_affine, self.dtype)(x)
@@ -339,6 +353,7 @@ class RSNet(nn.Module):
   filters: tuple[int, ...] = ()  # the U-Net's widths per resolution (see UNet3D); () = the paper's
   upsample_kernel: int = 5  # the decoder's transposed conv: one of UPSAMPLE_KERNELS
   pool_first: bool = False  # the encoder's order (see `UNet3D._encoder_step`)
+  head: str = 'paper'  # the output heads' layers: one of HEADS
 
   def setup(self):
     if self.variant not in VARIANTS:
@@ -347,13 +362,13 @@ class RSNet(nn.Module):
                        self.instance_norm_affine, self.remat, self.dtype, self.conv_impl,
                        self.activation, self.norm, tuple(self.filters), self.upsample_kernel,
                        self.pool_first)
-    head = Head if self.remat == 'none' else nn.remat(Head, policy=REMAT_POLICIES.get(self.remat))
+    block = Head if self.remat == 'none' else nn.remat(Head, policy=REMAT_POLICIES.get(self.remat))
     if self.variant != 'snet':
-      self.regression = head(self.base_filters, 1, self.dtype, self.conv_impl, self.activation,
-                             self.norm, self.instance_norm_affine)
+      self.regression = block(self.base_filters, 1, self.dtype, self.conv_impl, self.activation,
+                              self.norm, self.instance_norm_affine, self.head)
     if self.variant != 'rnet':
-      self.segmentation = head(self.base_filters, self.num_classes, self.dtype, self.conv_impl,
-                               self.activation, self.norm, self.instance_norm_affine)
+      self.segmentation = block(self.base_filters, self.num_classes, self.dtype, self.conv_impl,
+                                self.activation, self.norm, self.instance_norm_affine, self.head)
 
   def prefix(self, inputs: Array) -> tuple[Array, Array]:
     """The deterministic layers before the first dropout (see `UNet3D`); pass the result as
@@ -394,7 +409,8 @@ class RSNet(nn.Module):
 def count_parameters(variant: str, in_channels: int, base_filters: int = 4, num_levels: int = 4,
                      num_classes: int = 4, instance_norm_affine: bool = False,
                      norm: str = 'paper', filters: tuple[int, ...] = (),
-                     upsample_kernel: int = 5, pool_first: bool = False) -> dict[str, int]:
+                     upsample_kernel: int = 5, pool_first: bool = False,
+                     head: str = 'paper') -> dict[str, int]:
   """Closed-form parameter count per block for the reading documented above."""
   _check_widths(norm, filters, num_levels, upsample_kernel)
 
@@ -422,15 +438,17 @@ def count_parameters(variant: str, in_channels: int, base_filters: int = 4, num_
                              + conv_norm(3, f + skip, f) + conv_norm(3, f, f))
     ch = f
 
-  def head(cin: int, out: int) -> int:
+  def head_params(cin: int, out: int) -> int:
+    if head == 'linear':
+      return conv(1, cin, out)
     return conv_norm(3, cin, 4 * k) + conv(1, 4 * k, 2 * k) + conv(1, 2 * k, k) + conv(1, k, out)
 
   if variant == 'rsnet':
-    counts['regression'] = head(width[0] + 1, 1)
+    counts['regression'] = head_params(width[0] + 1, 1)
   elif variant == 'rnet':
-    counts['regression'] = head(width[0], 1)
+    counts['regression'] = head_params(width[0], 1)
   if variant != 'rnet':
-    counts['segmentation'] = head(width[0], num_classes)
+    counts['segmentation'] = head_params(width[0], num_classes)
   counts['total'] = sum(counts.values())
   return counts
 
