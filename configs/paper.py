@@ -46,8 +46,11 @@ def get_config() -> ml_collections.ConfigDict:
   config.model.pool_first = False  # encoder steps: two convs, then max-pool (the paper's) | True
   #   (ours: max-pool, then the two convs, as BasicUNet; same parameters, convs at half the
   #   resolution, and the deepest level gets convs)
-  config.model.head = 'paper'  # each output head: 'paper' (conv3 4k, conv1 2k, conv1 k, conv1 out)
-  #   | 'linear' (ours: one 1x1x1 conv from the U-Net's features, as BasicUNet's last layer)
+  config.model.segmentation_head = 'paper'  # its layers: 'paper' (conv3 4k, conv1 2k, conv1 k,
+  #   conv1 out) | 'linear' (ours: one 1x1x1 conv from the U-Net's features, as BasicUNet's last
+  #   layer)
+  config.model.regression_head = 'paper'  # the same for the synthesis (its input: the U-Net's
+  #   features and the complementary sequence)
   config.model.ensemble_size = 1  # K > 1: a deep ensemble of K networks, parameters stacked on a
   #   leading axis and trained together by one vmapped step, member k initialised from
   #   split(key, K)[k]; predictions pool the members like MC samples (docs/uncertainty.md)

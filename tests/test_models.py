@@ -53,12 +53,12 @@ def test_parameter_count_formula_matches_flax(variant, cin, k, levels, classes, 
   filters = tuple(3 * n + 5 for n in range(levels + 1)) if widths else ()
   model = models.RSNet(variant=variant, base_filters=k, num_levels=levels, num_classes=classes,
                        norm=norm, instance_norm_affine=affine, filters=filters, upsample_kernel=up,
-                       pool_first=pool_first, head=head)
+                       pool_first=pool_first, segmentation_head=head, regression_head=head)
   n = 2**levels
   comp = jnp.ones((1, n, n, n, 1)) if variant == 'rsnet' else None
   params = jax.eval_shape(model.init, jax.random.key(0), jnp.ones((1, n, n, n, cin)), comp)['params']
   formula = models.count_parameters(variant, cin, k, levels, classes, affine, norm, filters, up,
-                                    pool_first, head)
+                                    pool_first, head, head)
   assert models.summarize(params) == formula
 
 
@@ -93,7 +93,8 @@ def test_pool_first_runs_each_encoder_steps_convs_at_its_own_resolution(pool_fir
 
 
 def test_linear_head_is_one_pointwise_conv_of_the_unet_features():
-  model = models.RSNet(variant='rsnet', num_levels=2, filters=(3, 4, 5), head='linear')
+  model = models.RSNet(variant='rsnet', num_levels=2, filters=(3, 4, 5),
+                       segmentation_head='linear', regression_head='linear')
   x, comp = jnp.ones((1, 4, 4, 4, 3)), jnp.full((1, 4, 4, 4, 1), 2.0)
   variables = model.init(jax.random.key(0), x, comp)
   p = variables['params']
@@ -105,8 +106,13 @@ def test_linear_head_is_one_pointwise_conv_of_the_unet_features():
   seg = p['segmentation']['Conv_3']
   expected = jnp.einsum('bdhwc,co->bdhwo', features, seg['kernel'].reshape(3, 4)) + seg['bias']
   np.testing.assert_allclose(out['logits'], expected, rtol=1e-5, atol=1e-5)
-  with pytest.raises(ValueError, match='model.head'):
-    models.RSNet(variant='snet', num_levels=2, head='mlp').init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match='model.segmentation_head'):
+    models.RSNet(variant='snet', num_levels=2, segmentation_head='mlp').init(jax.random.key(0), x)
+  mixed = models.RSNet(variant='rsnet', num_levels=2, filters=(3, 4, 5), segmentation_head='linear')
+  counts = models.count_parameters('rsnet', 3, 4, 2, 4, filters=(3, 4, 5),
+                                   segmentation_head='linear')
+  assert counts['segmentation'] == 3 * 4 + 4 and counts['regression'] > 100
+  assert models.summarize(mixed.init(jax.random.key(0), x, comp)['params']) == counts
 
 
 @pytest.mark.parametrize('shape,cin,cout', [((1, 1, 2, 3), 1, 1), ((2, 3, 4, 5), 3, 2)])

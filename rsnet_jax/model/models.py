@@ -314,7 +314,8 @@ class Head(nn.Module):
     """x: ``[B, D, H, W, Cin]`` -> ``[B, D, H, W, out_features] float32``."""
     k = self.base_filters
     if self.layers not in HEADS:
-      raise ValueError(f'model.head must be one of {HEADS}, got {self.layers!r}')
+      raise ValueError(f'model.segmentation_head and model.regression_head must be one of {HEADS}, '
+                       f'got {self.layers!r}')
     if self.layers == 'linear':
       return conv.PointwiseConv3D(self.out_features, self.dtype,
                                   name='Conv_3')(x).astype(jnp.float32)
@@ -353,7 +354,8 @@ class RSNet(nn.Module):
   filters: tuple[int, ...] = ()  # the U-Net's widths per resolution (see UNet3D); () = the paper's
   upsample_kernel: int = 5  # the decoder's transposed conv: one of UPSAMPLE_KERNELS
   pool_first: bool = False  # the encoder's order (see `UNet3D._encoder_step`)
-  head: str = 'paper'  # the output heads' layers: one of HEADS
+  segmentation_head: str = 'paper'  # the segmentation head's layers: one of HEADS
+  regression_head: str = 'paper'  # the regression (synthesis) head's layers: one of HEADS
 
   def setup(self):
     if self.variant not in VARIANTS:
@@ -365,10 +367,11 @@ class RSNet(nn.Module):
     block = Head if self.remat == 'none' else nn.remat(Head, policy=REMAT_POLICIES.get(self.remat))
     if self.variant != 'snet':
       self.regression = block(self.base_filters, 1, self.dtype, self.conv_impl, self.activation,
-                              self.norm, self.instance_norm_affine, self.head)
+                              self.norm, self.instance_norm_affine, self.regression_head)
     if self.variant != 'rnet':
       self.segmentation = block(self.base_filters, self.num_classes, self.dtype, self.conv_impl,
-                                self.activation, self.norm, self.instance_norm_affine, self.head)
+                                self.activation, self.norm, self.instance_norm_affine,
+                                self.segmentation_head)
 
   def prefix(self, inputs: Array) -> tuple[Array, Array]:
     """The deterministic layers before the first dropout (see `UNet3D`); pass the result as
@@ -410,7 +413,8 @@ def count_parameters(variant: str, in_channels: int, base_filters: int = 4, num_
                      num_classes: int = 4, instance_norm_affine: bool = False,
                      norm: str = 'paper', filters: tuple[int, ...] = (),
                      upsample_kernel: int = 5, pool_first: bool = False,
-                     head: str = 'paper') -> dict[str, int]:
+                     segmentation_head: str = 'paper',
+                     regression_head: str = 'paper') -> dict[str, int]:
   """Closed-form parameter count per block for the reading documented above."""
   _check_widths(norm, filters, num_levels, upsample_kernel)
 
@@ -438,17 +442,17 @@ def count_parameters(variant: str, in_channels: int, base_filters: int = 4, num_
                              + conv_norm(3, f + skip, f) + conv_norm(3, f, f))
     ch = f
 
-  def head_params(cin: int, out: int) -> int:
-    if head == 'linear':
+  def head_params(cin: int, out: int, layers: str) -> int:
+    if layers == 'linear':
       return conv(1, cin, out)
     return conv_norm(3, cin, 4 * k) + conv(1, 4 * k, 2 * k) + conv(1, 2 * k, k) + conv(1, k, out)
 
   if variant == 'rsnet':
-    counts['regression'] = head_params(width[0] + 1, 1)
+    counts['regression'] = head_params(width[0] + 1, 1, regression_head)
   elif variant == 'rnet':
-    counts['regression'] = head_params(width[0], 1)
+    counts['regression'] = head_params(width[0], 1, regression_head)
   if variant != 'rnet':
-    counts['segmentation'] = head_params(width[0], num_classes)
+    counts['segmentation'] = head_params(width[0], num_classes, segmentation_head)
   counts['total'] = sum(counts.values())
   return counts
 

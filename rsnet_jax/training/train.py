@@ -63,7 +63,9 @@ def create_model(config: ml_collections.ConfigDict) -> models.RSNet:
                       conv_impl=m.get('conv_impl', 'auto'), activation=m.get('activation', 'relu'),
                       norm=m.get('norm', 'paper'), filters=tuple(m.get('filters', ())),
                       upsample_kernel=m.get('upsample_kernel', 5),
-                      pool_first=m.get('pool_first', False), head=m.get('head', 'paper'))
+                      pool_first=m.get('pool_first', False),
+                      segmentation_head=m.get('segmentation_head', 'paper'),
+                      regression_head=m.get('regression_head', 'paper'))
 
 
 def learning_rate_schedule(config: ml_collections.ConfigDict, learning_rate: float,
