@@ -59,4 +59,11 @@ def get_config() -> ml_collections.ConfigDict:
   # WT/TC/ET 0.87/0.71/0.66 to 0.89/0.75/0.71 and its brain synthesis from +1.2 to +1.6 dB
   # (docs/measurements.md, "No class weights").
   config.loss.rep = 0.0
+  # The segmentation head one 1x1x1 conv of the U-Net's features, as BasicUNet's last layer, not the
+  # paper's 3x3x3 conv and two narrow layers (the synthesis keeps the paper's head). On the
+  # generalization check (seeds 1-3, augmented) the Dice on the independent family goes from
+  # WT/TC/ET 0.89/0.74/0.71 to 0.92/0.87/0.87, MONAI BasicUNet's 0.90/0.88/0.89 on the same streams, and
+  # its brain synthesis from +1.6 to +2.0 dB (docs/measurements.md, "A linear segmentation head,
+  # three seeds").
+  config.model.segmentation_head = 'linear'
   return augment(config)
