@@ -56,14 +56,14 @@ def get_config() -> ml_collections.ConfigDict:
   # No class weights (eq. 3's rep = 0: plain CCE and MSE, as MONAI's losses): the paper's weights
   # start at up to ~500x for the rarest class and weight the synthesis error by the label too. On
   # the generalization check (seeds 1-3, augmented) the Dice on the independent family goes from
-  # WT/TC/ET 0.87/0.71/0.66 to 0.89/0.75/0.71 and its brain synthesis from +1.2 to +1.6 dB
-  # (docs/measurements.md, "No class weights").
+  # WT/TC/ET 0.87/0.71/0.66 to 0.89/0.74/0.71 and its brain synthesis from +1.2 to +1.6 dB
+  # (docs/measurements.md, "No class weights by default, and two leads").
   config.loss.rep = 0.0
   # The segmentation head one 1x1x1 conv of the U-Net's features, as BasicUNet's last layer, not the
   # paper's 3x3x3 conv and two narrow layers (the synthesis keeps the paper's head). On the
   # generalization check (seeds 1-3, augmented) the Dice on the independent family goes from
-  # WT/TC/ET 0.89/0.74/0.71 to 0.92/0.87/0.87, MONAI BasicUNet's 0.90/0.88/0.89 on the same streams, and
-  # its brain synthesis from +1.6 to +2.0 dB (docs/measurements.md, "A linear segmentation head,
-  # three seeds").
+  # WT/TC/ET 0.89/0.74/0.71 to 0.92/0.87/0.87 (MONAI BasicUNet's on the same streams: 0.90/0.88/
+  # 0.89) and its brain synthesis from +1.6 to +2.0 dB (docs/measurements.md, "A linear
+  # segmentation head, three seeds").
   config.model.segmentation_head = 'linear'
   return augment(config)

@@ -108,6 +108,8 @@ def test_linear_head_is_one_pointwise_conv_of_the_unet_features():
   np.testing.assert_allclose(out['logits'], expected, rtol=1e-5, atol=1e-5)
   with pytest.raises(ValueError, match='model.segmentation_head'):
     models.RSNet(variant='snet', num_levels=2, segmentation_head='mlp').init(jax.random.key(0), x)
+  with pytest.raises(ValueError, match='model.regression_head'):
+    models.count_parameters('rsnet', 3, regression_head='mlp')
   mixed = models.RSNet(variant='rsnet', num_levels=2, filters=(3, 4, 5), segmentation_head='linear')
   counts = models.count_parameters('rsnet', 3, 4, 2, 4, filters=(3, 4, 5),
                                    segmentation_head='linear')

@@ -293,6 +293,12 @@ class UNet3D(nn.Module):
 HEADS = ('paper', 'linear')
 
 
+def _check_head(key: str, layers: str) -> None:
+  """Raises ValueError naming config key ``key`` unless ``layers`` is one of HEADS."""
+  if layers not in HEADS:
+    raise ValueError(f'{key} must be one of {HEADS}, got {layers!r}')
+
+
 class Head(nn.Module):
   """Regression or segmentation block: conv3 (4k), conv1 (2k), conv1 (k), conv1 (out), last linear;
   with ``layers='linear'`` the last conv1 alone (``Conv_3``)."""
@@ -304,7 +310,7 @@ class Head(nn.Module):
   activation: str = 'relu'  # a key of ACTIVATIONS
   norm: str = 'paper'  # one of NORMS: 'every_conv' normalises the first conv's output
   instance_norm_affine: bool = False
-  layers: str = 'paper'  # one of HEADS
+  layers: str = 'paper'  # one of HEADS (checked by RSNet and count_parameters)
 
   def _act(self, x: Array) -> Array:
     return activation(self.activation)(x)
@@ -313,9 +319,6 @@ class Head(nn.Module):
   def __call__(self, x: Array) -> Array:
     """x: ``[B, D, H, W, Cin]`` -> ``[B, D, H, W, out_features] float32``."""
     k = self.base_filters
-    if self.layers not in HEADS:
-      raise ValueError(f'model.segmentation_head and model.regression_head must be one of {HEADS}, '
-                       f'got {self.layers!r}')
     if self.layers == 'linear':
       return conv.PointwiseConv3D(self.out_features, self.dtype,
                                   name='Conv_3')(x).astype(jnp.float32)
@@ -360,6 +363,8 @@ class RSNet(nn.Module):
   def setup(self):
     if self.variant not in VARIANTS:
       raise ValueError(f'model.variant must be one of {VARIANTS}, got {self.variant!r}')
+    _check_head('model.segmentation_head', self.segmentation_head)
+    _check_head('model.regression_head', self.regression_head)
     self.unet = UNet3D(self.base_filters, self.num_levels, self.dropout_rate,
                        self.instance_norm_affine, self.remat, self.dtype, self.conv_impl,
                        self.activation, self.norm, tuple(self.filters), self.upsample_kernel,
@@ -417,6 +422,8 @@ def count_parameters(variant: str, in_channels: int, base_filters: int = 4, num_
                      regression_head: str = 'paper') -> dict[str, int]:
   """Closed-form parameter count per block for the reading documented above."""
   _check_widths(norm, filters, num_levels, upsample_kernel)
+  _check_head('model.segmentation_head', segmentation_head)
+  _check_head('model.regression_head', regression_head)
 
   def conv(ks: int, cin: int, cout: int) -> int:
     return ks**3 * cin * cout + cout
