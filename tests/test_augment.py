@@ -75,6 +75,21 @@ def test_intensity_changes_inputs_inside_the_brain_only():
   np.testing.assert_array_equal(out['complementary'][..., 0], out['inputs'][..., 2])
 
 
+def test_bias_field_is_a_gain_above_zero_or_above_the_darkest_voxel():
+  config = tiny_config(**{'augment.bias_field_probability': 1.0})
+  example = _cube_example()
+  brain = example['brain'] > 0
+  out = augment.augment(example, config, np.random.default_rng(3), 2)
+  gain = out['inputs'][brain] / example['inputs'][brain]  # non-negative inputs: a plain gain
+  assert gain.min() < 0.97 and gain.max() > 1.03
+  # zscore's signed inputs: the same gain on the signal above the brain's darkest voxel.
+  signed = dict(example, inputs=np.where(brain[..., None], example['inputs'] - 1.0, 0.0))
+  out_signed = augment.augment(signed, config, np.random.default_rng(3), 2)
+  darkest = signed['inputs'][brain].min(0)
+  np.testing.assert_allclose(out_signed['inputs'][brain] - darkest,
+                             (signed['inputs'][brain] - darkest) * gain, rtol=1e-5, atol=1e-6)
+
+
 def test_same_seed_same_example_other_index_other_example():
   example = _cube_example()
   config = tiny_config(**SPATIAL_ON, **INTENSITY_ON)

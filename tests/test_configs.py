@@ -31,6 +31,7 @@ def test_default_departs_from_the_paper_only_where_it_says():
   differ = {k for k in ours if ours[k] != theirs[k]}
   assert differ == {'loss.region', 'optim.learning_rate', 'optim.warmup_steps', 'optim.schedule',
                     'model.activation', 'model.norm', 'model.filters', 'model.upsample_kernel',
-                    'loss.lambda_dice', 'loss.rep', 'model.segmentation_head'} | {
+                    'loss.lambda_dice', 'loss.rep', 'model.segmentation_head',
+                    'data.normalization'} | {
       f'augment.{name}_probability' for name in default.RECOMMENDED_AUGMENTATION}
   assert ours['loss.region'] == 'brain' and ours['optim.schedule'] == 'cosine'

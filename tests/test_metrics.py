@@ -28,6 +28,22 @@ def test_ssim_global_identity_and_by_hand():
   np.testing.assert_allclose(metrics.ssim_global(truth, pred, np.ones((1, 1, 2), bool)), expected)
 
 
+def test_ssim_of_signed_intensities_is_measured_from_the_truths_minimum():
+  # zscore's volumes (mean 0) are scored as the same volumes shifted to start at 0, so that a
+  # prediction's SSIM does not depend on where the normalisation put 0; non-negative ones as they are.
+  rng = np.random.default_rng(2)
+  truth = rng.uniform(size=(12, 12, 12))
+  truth[0, 0, 0] = 0.0
+  pred = truth + rng.normal(0, 0.2, truth.shape)
+  mask = np.ones(truth.shape, bool)
+  mask[:2] = False
+  mask[0, 0, 0] = True
+  for ssim in (metrics.ssim_global, metrics.ssim_windowed):
+    at_zero = ssim(truth, pred, mask)
+    np.testing.assert_allclose(ssim(truth - 0.5, pred - 0.5, mask), at_zero, rtol=1e-9)
+    assert ssim(truth + 0.5, pred + 0.5, mask) != pytest.approx(at_zero, rel=1e-6)  # not shifted
+
+
 def test_dice_brats_regions_and_empty_rule():
   truth = np.array([0, 1, 2, 3, 3, 0])
   pred = np.array([0, 1, 2, 2, 3, 3])

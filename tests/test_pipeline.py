@@ -36,6 +36,14 @@ def test_normalizations():
   assert (n17[~brain] == 0).all()
   n15 = preprocess.normalize(img, brain, 'brats2015')
   np.testing.assert_allclose(n15[brain].mean(), 1.0, rtol=1e-5)
+  nz = preprocess.normalize(img, brain, 'zscore')
+  np.testing.assert_allclose([nz[brain].mean(), nz[brain].std()], [0.0, 1.0], atol=1e-5)
+  assert (nz[~brain] == 0).all()
+  # zscore is brats2017 before its rescaling by the brain's extreme voxels.
+  np.testing.assert_allclose((nz[brain] - nz[brain].min()) / np.ptp(nz[brain]), n17[brain],
+                             atol=1e-6)
+  with pytest.raises(ValueError, match='zscore'):
+    preprocess.normalize(img, brain, 'z')
 
 
 def test_load_case_shapes_and_channels(tiny_dataset):

@@ -166,7 +166,10 @@ def _intensity(volume: np.ndarray, brain: np.ndarray, a: ml_collections.ConfigDi
   if rng.random() < a.bias_field_probability:
     coarse = rng.normal(0.0, a.bias_field_strength, (3, 3, 3))
     field = ndimage.zoom(coarse, np.array(x.shape) / 3, order=3, mode='nearest')
-    x = x * np.exp(field[tuple(slice(0, n) for n in x.shape)])
+    # A gain on the signal above 0, or above the brain's darkest voxel where that is negative
+    # (zscore): a gain field for signed normalisations too, the same numbers for brats2017's.
+    base = min(lo, 0.0)
+    x = base + (x - base) * np.exp(field[tuple(slice(0, n) for n in x.shape)])
   if rng.random() < a.noise_probability:
     x = x + rng.normal(0.0, rng.uniform(*a.noise_std) * float(x[brain].std()), x.shape)
   if rng.random() < a.blur_probability:

@@ -2,7 +2,10 @@
 
 ``brats2017``: z-score inside the brain, then rescale the brain to [0, 1] (background 0), as the
 BraTS 2017 experiments of the paper. ``brats2015``: divide by the mean brain intensity (the paper's
-BraTS 2015 protocol, following Chartsias et al.). ``none``: as stored.
+BraTS 2015 protocol, following Chartsias et al.). ``zscore`` (ours): the z-score inside the brain
+alone (mean 0, std 1; background 0), as nnU-Net normalises MRI: no voxel's value depends on the
+case's extreme voxels, which ``brats2017``'s rescaling puts into every voxel (a per-case offset no
+model can read from the other sequences). ``none``: as stored.
 
 The network needs sizes divisible by ``2**num_levels``: `window` chooses, per axis, a window of the
 input grid (optionally cropped to ``crop_shape`` around the brain, then grown to a multiple), `extract`
@@ -15,7 +18,7 @@ from __future__ import annotations
 from absl import logging
 import numpy as np
 
-NORMALIZATIONS = ('brats2017', 'brats2015', 'none')
+NORMALIZATIONS = ('brats2017', 'brats2015', 'zscore', 'none')
 
 
 def normalize(image: np.ndarray, brain: np.ndarray, method: str) -> np.ndarray:
@@ -28,6 +31,8 @@ def normalize(image: np.ndarray, brain: np.ndarray, method: str) -> np.ndarray:
     z = (image - values.mean()) / max(float(values.std()), 1e-6)
     zb = z[brain]
     out = (z - zb.min()) / max(float(zb.max() - zb.min()), 1e-6)
+  elif method == 'zscore':
+    out = (image - values.mean()) / max(float(values.std()), 1e-6)
   elif method == 'brats2015':
     out = image / max(float(values.mean()), 1e-6)
   else:

@@ -19,6 +19,15 @@ from rsnet_jax.data import layouts
 REGIONS = layouts.REGIONS
 
 
+def _from_zero(truth: np.ndarray, prediction: np.ndarray,
+               mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+  """Both volumes as intensities from 0, as SSIM's luminance term assumes: shifted by the truth's
+  minimum in ``mask`` where that is negative (``zscore``, mean 0: there the term would divide by
+  means near 0), as they are otherwise (``brats2017``'s brain starts at 0)."""
+  low = float(truth[mask].min())
+  return (truth - low, prediction - low) if low < 0 else (truth, prediction)
+
+
 def psnr(truth: np.ndarray, prediction: np.ndarray, mask: np.ndarray) -> float:
   """Eq. 6: ``10 log10(MAX**2 / MSE)``, MAX = the ground truth's maximum inside ``mask``, MSE over
   ``mask``. In dB; ``inf`` for a perfect prediction, ``nan`` for an empty mask."""
@@ -32,9 +41,11 @@ def psnr(truth: np.ndarray, prediction: np.ndarray, mask: np.ndarray) -> float:
 def ssim_global(truth: np.ndarray, prediction: np.ndarray, mask: np.ndarray,
                 data_range: float | None = None) -> float:
   """Eq. 5 over the voxels of ``mask`` as one window (means, variances and covariance of the whole
-  region), with ``c1 = (0.01 L)**2``, ``c2 = (0.03 L)**2``, ``L`` = the truth's range in ``mask``."""
+  region), with ``c1 = (0.01 L)**2``, ``c2 = (0.03 L)**2``, ``L`` = the truth's range in ``mask``;
+  negative intensities first shifted as `_from_zero`."""
   if not mask.any():
     return float('nan')
+  truth, prediction = _from_zero(truth, prediction, mask)
   x, y = truth[mask].astype(np.float64), prediction[mask].astype(np.float64)
   if data_range is None:
     data_range = float(x.max() - x.min()) or 1.0
@@ -63,10 +74,12 @@ def ssim_windowed(truth: np.ndarray, prediction: np.ndarray, mask: np.ndarray | 
                   data_range: float | None = None, sigma: float = 1.5) -> float:
   """Mean of `ssim_map` over ``mask`` (the whole volume computed, so windows see the context), or
   without a mask over the volume less a border of half a window, as scikit-image averages it.
-  ``L`` defaults to the truth's range in ``mask``; ``nan`` for an empty mask."""
+  ``L`` defaults to the truth's range in ``mask``; negative intensities first shifted as
+  `_from_zero`; ``nan`` for an empty mask."""
   region = np.ones(truth.shape, bool) if mask is None else mask.astype(bool)
   if not region.any():
     return float('nan')
+  truth, prediction = _from_zero(truth, prediction, region)
   if data_range is None:
     values = truth[region]
     data_range = float(values.max() - values.min()) or 1.0

@@ -54,11 +54,14 @@ def montage(example: dict[str, np.ndarray], outputs: dict[str, np.ndarray], task
                    _SEG_COLORS))
   plt = _pyplot()
   from matplotlib.colors import ListedColormap  # pylint: disable=g-import-not-at-top
+  # Grey panels share [0, 1] (brats2017's range), widened to the first one's range (zscore's).
+  first = next(img for _, img, cmap in panels if cmap == 'gray')
+  grey = (min(0.0, float(first.min())), max(1.0, float(first.max())))
   fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 3.0))
   for ax, (name, img, cmap) in zip(np.atleast_1d(axes), panels):
     seg = cmap is _SEG_COLORS
-    vmax = 3 if seg else (1.0 if name != '|error|' else max(float(img.max()), 1e-6))
-    ax.imshow(np.rot90(img), cmap=ListedColormap(cmap) if seg else cmap, vmin=0, vmax=vmax,
+    vmin, vmax = (0, 3) if seg else grey if cmap == 'gray' else (0, max(float(img.max()), 1e-6))
+    ax.imshow(np.rot90(img), cmap=ListedColormap(cmap) if seg else cmap, vmin=vmin, vmax=vmax,
               interpolation='nearest')
     ax.set_title(name, fontsize=9)
     ax.axis('off')
@@ -86,7 +89,8 @@ def augmentation_montage(rows: list[tuple[str, dict[str, np.ndarray]]], task, pa
       if img is None:
         continue
       seg = c == len(images) - 1
-      ax.imshow(np.rot90(img), cmap=ListedColormap(_SEG_COLORS) if seg else 'gray', vmin=0,
+      ax.imshow(np.rot90(img), cmap=ListedColormap(_SEG_COLORS) if seg else 'gray',
+                vmin=0 if seg else min(0.0, float(img.min())),
                 vmax=3 if seg else max(float(img.max()), 1e-6), interpolation='nearest')
       ax.set_title(f'{row_name}: {names[c]}' if c == 0 else names[c], fontsize=8)
   _save(fig, path)
@@ -379,10 +383,11 @@ def curves_and_levels(panels: dict[str, tuple[dict[str, list[tuple[int, float]]]
 def image_grid(rows: list[tuple[str, list[tuple[str, np.ndarray, str]]]], path: str,
                title: str = '') -> None:
   """A grid of axial panels: ``rows`` of ``(row label, [(panel title, image [X, Y], cmap)])``;
-  grey images share [0, the first row's brightest grey panel], error maps [0, the largest
-  error]."""
+  grey images share [0 (or the first row's darkest grey, if negative: zscore), the first row's
+  brightest grey], error maps [0, the largest error]."""
   grey = [img for _, panels in rows[:1] for _, img, cmap in panels if cmap == 'gray']
   gmax = max([float(np.percentile(img, 99.5)) for img in grey] + [1e-6])
+  gmin = min([float(np.percentile(img, 0.5)) for img in grey] + [0.0])  # < 0: zscore
   emax = max([float(img.max()) for _, panels in rows for _, img, cmap in panels
               if cmap != 'gray'] + [1e-6])
   cols = max(len(panels) for _, panels in rows)
@@ -393,7 +398,8 @@ def image_grid(rows: list[tuple[str, list[tuple[str, np.ndarray, str]]]], path: 
       ax.axis('off')
       if c < len(panels):
         name, img, cmap = panels[c]
-        ax.imshow(np.rot90(img), cmap=cmap, vmin=0, vmax=gmax if cmap == 'gray' else emax,
+        ax.imshow(np.rot90(img), cmap=cmap, vmin=gmin if cmap == 'gray' else 0,
+                  vmax=gmax if cmap == 'gray' else emax,
                   interpolation='nearest')
         ax.set_title(name, fontsize=8)
     axes[r][0].text(-0.08, 0.5, label, transform=axes[r][0].transAxes, rotation=90,
