@@ -5,7 +5,7 @@ the brain PSNR of the synthesis above the baseline that predicts the brain's mea
 (as the run scores it), and the same after the prediction is corrected by oracles that know the
 case's truth:
 
-- ``+ offset``: the constant that best fits the truth added to the prediction (knows the case's mean);
+- ``+ offset``: the prediction plus the constant that fits the truth best (knows the case's mean);
 - ``+ affine``: the best gain and offset (knows its mean and scale).
 
 A large gain from ``+ offset`` says the error is mostly one number per case, which no model can read
@@ -37,7 +37,8 @@ def offset_and_affine(truth: np.ndarray, prediction: np.ndarray) -> tuple[float,
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
   parser.add_argument('--workdir', required=True, help='a finished generalization run (one seed)')
-  parser.add_argument('--model', default='augmentation', choices=('augmentation', 'no_augmentation'))
+  parser.add_argument('--model', default='augmentation',
+                      choices=('augmentation', 'no_augmentation'))
   parser.add_argument('--ood-dir', default='', help="the run's experiment.ood_data_dir, if set")
   args = parser.parse_args()
   sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -30,7 +30,8 @@ def test_ssim_global_identity_and_by_hand():
 
 def test_ssim_of_signed_intensities_is_measured_from_the_truths_minimum():
   # zscore's volumes (mean 0) are scored as the same volumes shifted to start at 0, so that a
-  # prediction's SSIM does not depend on where the normalisation put 0; non-negative ones as they are.
+  # prediction's SSIM does not depend on where the normalisation put 0; non-negative ones as they
+  # are.
   rng = np.random.default_rng(2)
   truth = rng.uniform(size=(12, 12, 12))
   truth[0, 0, 0] = 0.0
