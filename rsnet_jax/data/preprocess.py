@@ -27,12 +27,11 @@ def normalize(image: np.ndarray, brain: np.ndarray, method: str) -> np.ndarray:
   values = image[brain]
   if method == 'none' or values.size == 0:
     out = image
-  elif method == 'brats2017':
-    z = (image - values.mean()) / max(float(values.std()), 1e-6)
-    zb = z[brain]
-    out = (z - zb.min()) / max(float(zb.max() - zb.min()), 1e-6)
-  elif method == 'zscore':
+  elif method in ('brats2017', 'zscore'):
     out = (image - values.mean()) / max(float(values.std()), 1e-6)
+    if method == 'brats2017':  # then the brain rescaled to [0, 1] by its extreme voxels
+      zb = out[brain]
+      out = (out - zb.min()) / max(float(zb.max() - zb.min()), 1e-6)
   elif method == 'brats2015':
     out = image / max(float(values.mean()), 1e-6)
   else:
