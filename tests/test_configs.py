@@ -32,6 +32,6 @@ def test_default_departs_from_the_paper_only_where_it_says():
   assert differ == {'loss.region', 'optim.learning_rate', 'optim.warmup_steps', 'optim.schedule',
                     'model.activation', 'model.norm', 'model.filters', 'model.upsample_kernel',
                     'loss.lambda_dice', 'loss.rep', 'model.segmentation_head',
-                    'data.normalization'} | {
+                    'data.normalization', 'loss.lambda_synthesis'} | {
       f'augment.{name}_probability' for name in default.RECOMMENDED_AUGMENTATION}
   assert ours['loss.region'] == 'brain' and ours['optim.schedule'] == 'cosine'

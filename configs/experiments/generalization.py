@@ -9,8 +9,8 @@ Run: python -m rsnet_jax.main --config configs/experiments/generalization.py --w
 The demo's grid (40x40x36 cases, the BraTS field of view at 6 x 6 x 4.3 mm; 32^3 crops), 48 cases
 of our generator's 'physics' cohort (contrasts from MR signal equations over per-case tissue
 parameters, docs/data.md; 36 train / 6 validation / 6 test), 120 epochs (4,320 steps) per model:
-680-740 s a model on our 2-core machine while another model trained beside it. On a GPU, raise
-data.synthetic_shape, data.crop_shape and train.num_epochs. Your own out-of-family cases: --config.experiment.ood_data_dir=/data/other;
+1,019-1,718 s a model on our 2-core machine while one or two others trained beside it. On a GPU,
+raise data.synthetic_shape, data.crop_shape and train.num_epochs. Your own out-of-family cases: --config.experiment.ood_data_dir=/data/other;
 one run per seed and the table over seeds: --config.experiment.seeds="(1,2,3)".
 """
 
